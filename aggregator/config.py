@@ -1,0 +1,515 @@
+"""Configuration: YAML files -> validated, immutable models.
+
+A config folder holds ``settings.yaml``, ``sources.yaml`` and ``topics.yaml`` (the
+topics file can be moved with the ``topics_file`` setting). ``load_config`` reads all
+three, validates them with pydantic, then checks what spans files (duplicate ids,
+topics naming unknown sources, snapshot files that do not exist). Every mistake in
+every file is collected and raised together as one ``ConfigError`` whose problems say
+``file:line: field: message``; no traceback ever reaches a curator.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import types
+import typing
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal, TypeVar
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic_core import PydanticCustomError
+
+from aggregator.errors import ConfigError, ConfigProblem
+
+DEFAULT_SETTINGS_FILE = "settings.yaml"
+DEFAULT_SOURCES_FILE = "sources.yaml"
+DEFAULT_TOPICS_FILE = "topics.yaml"
+
+M = TypeVar("M", bound=BaseModel)
+
+# A YAML path such as ("topics", 2, "include"); the key of the line map.
+Loc = tuple[str | int, ...]
+
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_SIZE_UNITS = {"b": 1, "kb": 1024, "mb": 1024**2, "gb": 1024**3}
+_SLUG_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?$")
+_SOURCE_ID_RE = re.compile(r"^[a-z0-9](?:[a-z0-9_.-]*[a-z0-9])?$")
+
+
+# --- value types with messages a curator understands -------------------------------
+
+
+def _fail(kind: str, message: str) -> PydanticCustomError:
+    return PydanticCustomError(kind, message)
+
+
+def _duration(value: object) -> float:
+    """Seconds from ``90``, ``"90s"``, ``"30m"``, ``"2h"`` or ``"1d"``."""
+    if isinstance(value, bool):
+        raise _fail("duration", "expected a duration such as 90, 30s, 15m, 2h or 1d")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str) and (
+        m := re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", value)
+    ):
+        seconds = float(m.group(1)) * _DURATION_UNITS[m.group(2) or "s"]
+    else:
+        raise _fail("duration", "expected a duration such as 90, 30s, 15m, 2h or 1d")
+    if seconds <= 0:
+        raise _fail("duration", "must be greater than zero")
+    return seconds
+
+
+def _size(value: object) -> int:
+    """Bytes from ``1048576``, ``"512KB"`` or ``"5MB"``."""
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    if isinstance(value, str) and (m := re.fullmatch(r"\s*(\d+)\s*([kmg]?b)?\s*", value.lower())):
+        size = int(m.group(1)) * _SIZE_UNITS[m.group(2) or "b"]
+        if size > 0:
+            return size
+    raise _fail("size", "expected a positive size such as 1048576, 512KB or 5MB")
+
+
+def _term_list(value: object) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise _fail("term_list", "expected a list of strings")
+    terms = tuple(v.strip() for v in value)
+    if any(not t for t in terms):
+        raise _fail("term_list", "terms must not be empty strings")
+    return terms
+
+
+def _term_groups(value: object) -> tuple[tuple[str, ...], ...]:
+    """``all_of``: each element is a term or a list of alternative terms."""
+    message = "expected a list whose elements are strings or lists of strings"
+    if not isinstance(value, list):
+        raise _fail("term_groups", message)
+    groups = []
+    for element in value:
+        if isinstance(element, str):
+            groups.append(_term_list([element]))
+        elif isinstance(element, list) and element:
+            groups.append(_term_list(element))
+        else:
+            raise _fail("term_groups", message)
+    return tuple(groups)
+
+
+def _http_url(value: object) -> str:
+    if not isinstance(value, str):
+        raise _fail("url", "expected an http(s) URL")
+    parts = urlsplit(value.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname or " " in value.strip():
+        raise _fail("url", f"expected an http(s) URL, got {value!r}")
+    return value.strip()
+
+
+def _source_location(value: object) -> str:
+    """An http(s) URL, or a path (to a snapshot file) relative to the config folder."""
+    if not isinstance(value, str) or not value.strip():
+        raise _fail("url", "expected an http(s) URL or a file path")
+    value = value.strip()
+    if "://" in value or value.lower().startswith(("http:", "https:")):
+        return _http_url(value)
+    return value
+
+
+def _timezone(value: object) -> str:
+    try:
+        ZoneInfo(str(value))
+    except (ZoneInfoNotFoundError, ValueError):
+        raise _fail(
+            "timezone", f"unknown time zone {value!r} (use an IANA name such as Asia/Shanghai)"
+        ) from None
+    return str(value)
+
+
+def _pattern(regex: re.Pattern[str], what: str) -> Callable[[object], str]:
+    def check(value: object) -> str:
+        if not isinstance(value, str) or not regex.fullmatch(value):
+            raise _fail("identifier", f"{what}, got {value!r}")
+        return value
+
+    return check
+
+
+Duration = Annotated[float, BeforeValidator(_duration)]
+Size = Annotated[int, BeforeValidator(_size)]
+TermList = Annotated[tuple[str, ...], BeforeValidator(_term_list)]
+TermGroups = Annotated[tuple[tuple[str, ...], ...], BeforeValidator(_term_groups)]
+HttpUrl = Annotated[str, BeforeValidator(_http_url)]
+SourceLocation = Annotated[str, BeforeValidator(_source_location)]
+TimeZoneName = Annotated[str, BeforeValidator(_timezone)]
+Slug = Annotated[
+    str, BeforeValidator(_pattern(_SLUG_RE, "expected lower-case letters, digits and dashes"))
+]
+SourceId = Annotated[
+    str,
+    BeforeValidator(
+        _pattern(_SOURCE_ID_RE, "expected lower-case letters, digits, '-', '_' or '.'")
+    ),
+]
+NonEmptyStr = Annotated[str, Field(min_length=1)]
+
+
+class _Model(BaseModel):
+    # Unknown keys are mistakes (usually typos), never silently ignored.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+
+
+# --- settings.yaml -----------------------------------------------------------------
+
+
+class FetchSettings(_Model):
+    #: Requests in flight at once, over all hosts.
+    concurrency: int = Field(default=8, ge=1, le=256)
+    #: Requests in flight at once to one host.
+    per_host: int = Field(default=1, ge=1, le=32)
+    connect_timeout: Duration = 10.0
+    read_timeout: Duration = 30.0
+    #: Total time one request may take, body included, however slowly it trickles.
+    deadline: Duration = 60.0
+    #: Largest body accepted, counted after decompression.
+    max_body: Size = 10 * 1024 * 1024
+
+
+class Settings(_Model):
+    #: SQLite file, relative to the config folder.
+    database: NonEmptyStr = "../var/textile-feeds.sqlite"
+    #: Folder the feeds are written to, relative to the config folder.
+    output_dir: NonEmptyStr = "../feeds_out"
+    #: Public URL the output folder is served at; feeds' self links are built from it.
+    base_url: HttpUrl = "http://localhost:8000/"
+    #: Title prefix of every published feed.
+    site_title: NonEmptyStr = "Textile Feeds"
+    user_agent: NonEmptyStr = "textile-feeds/0.1 (+https://github.com/textile-feeds/textile-feeds)"
+    #: Default time between two polls of a source.
+    poll_interval: Duration = 1800.0
+    #: Entries per published feed.
+    items_per_feed: int = Field(default=50, ge=1, le=1000)
+    #: Topics file, relative to the config folder (lets several configs share one taxonomy).
+    topics_file: NonEmptyStr = DEFAULT_TOPICS_FILE
+    fetch: FetchSettings = FetchSettings()
+
+
+# --- sources.yaml ------------------------------------------------------------------
+
+
+class SourceConfig(_Model):
+    id: SourceId
+    #: Display name used in attribution ("Source: Fibre2Fashion").
+    name: NonEmptyStr
+    type: Literal["feed"] = "feed"
+    #: Feed URL, or a snapshot file path relative to the config folder.
+    url: SourceLocation
+    #: The publisher's website, linked from attribution.
+    home: HttpUrl | None = None
+    language: str | None = None
+    #: Overrides settings.poll_interval for this source.
+    interval: Duration | None = None
+    #: Zone of dates the feed writes without one (e.g. Chinese portals: Asia/Shanghai).
+    timezone: TimeZoneName = "UTC"
+    enabled: bool = True
+
+    @property
+    def is_local(self) -> bool:
+        return not self.url.lower().startswith(("http://", "https://"))
+
+
+class SourcesFile(_Model):
+    sources: list[SourceConfig] = Field(min_length=1)
+
+
+# --- topics.yaml -------------------------------------------------------------------
+
+
+class TopicConfig(_Model):
+    slug: Slug
+    title: NonEmptyStr
+    description: str = ""
+    #: The item matches when any of these terms occurs.
+    include: TermList
+    #: Every element must also occur (an element that is a list: any of its terms).
+    all_of: TermGroups = ()
+    #: Any of these vetoes the item, whatever else matched.
+    exclude: TermList = ()
+    #: Only items from these source ids can enter the topic.
+    sources: tuple[SourceId, ...] = ()
+
+
+class TopicsFile(_Model):
+    topics: list[TopicConfig] = Field(min_length=1)
+
+
+# --- the assembled configuration ---------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AppConfig:
+    config_dir: Path
+    settings: Settings
+    sources: tuple[SourceConfig, ...]
+    topics: tuple[TopicConfig, ...]
+
+    def resolve(self, relative: str) -> Path:
+        """A path from the config resolved against the config folder."""
+        return (self.config_dir / relative).resolve()
+
+    @property
+    def database_path(self) -> Path:
+        return self.resolve(self.settings.database)
+
+    @property
+    def output_dir(self) -> Path:
+        return self.resolve(self.settings.output_dir)
+
+    def source(self, source_id: str) -> SourceConfig:
+        for source in self.sources:
+            if source.id == source_id:
+                return source
+        raise KeyError(source_id)
+
+    def interval_of(self, source: SourceConfig) -> float:
+        return source.interval or self.settings.poll_interval
+
+
+def load_config(config_dir: Path | str) -> AppConfig:
+    """Read and validate a config folder; raise ``ConfigError`` listing every problem."""
+    config_dir = Path(config_dir)
+    problems: list[ConfigProblem] = []
+    if not config_dir.is_dir():
+        raise ConfigError([ConfigProblem(config_dir, None, "", "config folder not found")])
+
+    settings_doc = _YamlDocument.load(config_dir / DEFAULT_SETTINGS_FILE, problems, optional=True)
+    settings = settings_doc.validate(Settings, problems) if settings_doc else Settings()
+    topics_name = settings.topics_file if settings else DEFAULT_TOPICS_FILE
+    sources_doc = _YamlDocument.load(config_dir / DEFAULT_SOURCES_FILE, problems)
+    topics_doc = _YamlDocument.load(config_dir / topics_name, problems)
+    sources_file = sources_doc.validate(SourcesFile, problems) if sources_doc else None
+    topics_file = topics_doc.validate(TopicsFile, problems) if topics_doc else None
+
+    if sources_file and sources_doc:
+        _check_unique(sources_doc, "sources", [s.id for s in sources_file.sources], "id", problems)
+        for index, source in enumerate(sources_file.sources):
+            if source.is_local and not (config_dir / source.url).is_file():
+                problems.append(
+                    sources_doc.problem(
+                        ("sources", index, "url"),
+                        f"snapshot file not found: {(config_dir / source.url).resolve()}",
+                    )
+                )
+    if topics_file and topics_doc:
+        _check_unique(topics_doc, "topics", [t.slug for t in topics_file.topics], "slug", problems)
+        known = {s.id for s in sources_file.sources} if sources_file else None
+        for index, topic in enumerate(topics_file.topics):
+            for j, source_id in enumerate(topic.sources):
+                if known is not None and source_id not in known:
+                    problems.append(
+                        topics_doc.problem(
+                            ("topics", index, "sources", j),
+                            f"unknown source id {source_id!r}{_suggest(source_id, known)}",
+                        )
+                    )
+    if problems or settings is None or sources_file is None or topics_file is None:
+        raise ConfigError(problems)
+    return AppConfig(
+        config_dir=config_dir.resolve(),
+        settings=settings,
+        sources=tuple(sources_file.sources),
+        topics=tuple(topics_file.topics),
+    )
+
+
+def _check_unique(
+    doc: _YamlDocument, section: str, values: list[str], key: str, problems: list[ConfigProblem]
+) -> None:
+    first_index: dict[str, int] = {}
+    for index, value in enumerate(values):
+        if value in first_index:
+            first_line = doc.line_of((section, first_index[value], key))
+            problems.append(
+                doc.problem(
+                    (section, index, key),
+                    f"duplicate {key} {value!r} (first used at line {first_line})",
+                )
+            )
+        else:
+            first_index[value] = index
+
+
+def _suggest(word: str, choices: Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+# --- YAML with line numbers --------------------------------------------------------
+
+
+class _YamlDocument:
+    """A parsed YAML file that remembers the line of every value, for error messages."""
+
+    def __init__(self, path: Path, data: Any, lines: dict[Loc, int]) -> None:
+        self.path = path
+        self.data = data
+        self.lines = lines
+
+    @classmethod
+    def load(
+        cls, path: Path, problems: list[ConfigProblem], *, optional: bool = False
+    ) -> _YamlDocument | None:
+        """Parse ``path``; on failure append a problem and return None."""
+        if not path.is_file():
+            if optional:
+                return None
+            problems.append(ConfigProblem(path, None, "", "file not found"))
+            return None
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            problems.append(ConfigProblem(path, None, "", f"cannot read file: {exc}"))
+            return None
+        loader = yaml.SafeLoader(text)
+        try:
+            node = loader.get_single_node()
+            if node is None:
+                problems.append(ConfigProblem(path, 1, "", "file is empty"))
+                return None
+            lines: dict[Loc, int] = {}
+            data = _construct(loader, node, (), lines, path, problems)
+        except yaml.MarkedYAMLError as exc:
+            mark = exc.problem_mark or exc.context_mark
+            line = mark.line + 1 if mark else None
+            problems.append(ConfigProblem(path, line, "", f"YAML syntax error: {exc.problem}"))
+            return None
+        except yaml.YAMLError as exc:
+            problems.append(ConfigProblem(path, None, "", f"YAML error: {exc}"))
+            return None
+        finally:
+            loader.dispose()
+        return cls(path, data, lines)
+
+    def line_of(self, loc: Loc) -> int | None:
+        """Line of the value at ``loc``, or of its nearest enclosing value."""
+        for end in range(len(loc), -1, -1):
+            if loc[:end] in self.lines:
+                return self.lines[loc[:end]]
+        return None
+
+    def problem(self, loc: Loc, message: str) -> ConfigProblem:
+        return ConfigProblem(self.path, self.line_of(loc), _format_loc(loc), message)
+
+    def validate(self, model: type[M], problems: list[ConfigProblem]) -> M | None:
+        if not isinstance(self.data, dict):
+            problems.append(self.problem((), "expected a mapping at the top of the file"))
+            return None
+        try:
+            return model.model_validate(self.data)
+        except ValidationError as exc:
+            for error in exc.errors():
+                loc = tuple(error["loc"])
+                problems.append(self.problem(loc, _message(model, loc, error)))
+            return None
+
+
+def _construct(
+    loader: yaml.SafeLoader,
+    node: yaml.Node,
+    loc: Loc,
+    lines: dict[Loc, int],
+    path: Path,
+    problems: list[ConfigProblem],
+) -> Any:
+    lines[loc] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        loader.flatten_mapping(node)  # resolves "<<" merge keys
+        result: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            key = loader.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if not isinstance(key, str):
+                problems.append(
+                    ConfigProblem(path, line, _format_loc(loc), f"key {key!r} must be a string")
+                )
+                continue
+            if key in result:
+                problems.append(
+                    ConfigProblem(path, line, _format_loc((*loc, key)), "duplicate key")
+                )
+                continue
+            result[key] = _construct(loader, value_node, (*loc, key), lines, path, problems)
+            lines[(*loc, key)] = line
+        return result
+    if isinstance(node, yaml.SequenceNode):
+        return [
+            _construct(loader, child, (*loc, i), lines, path, problems)
+            for i, child in enumerate(node.value)
+        ]
+    return loader.construct_object(node, deep=True)
+
+
+def _format_loc(loc: Loc) -> str:
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+_PLAIN_MESSAGES = {
+    "missing": "required field is missing",
+    "string_type": "expected a string",
+    "int_type": "expected a whole number",
+    "int_parsing": "expected a whole number",
+    "int_from_float": "expected a whole number",
+    "bool_type": "expected true or false",
+    "bool_parsing": "expected true or false",
+    "list_type": "expected a list",
+    "tuple_type": "expected a list",
+    "dict_type": "expected a mapping of keys to values",
+    "model_type": "expected a mapping of keys to values",
+    "model_attributes_type": "expected a mapping of keys to values",
+}
+
+
+def _message(model: type[BaseModel], loc: Loc, error: Any) -> str:
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        allowed = _fields_at(model, loc[:-1])
+        hint = _suggest(str(loc[-1]), allowed) if allowed else ""
+        listing = f"; allowed: {', '.join(sorted(allowed))}" if allowed and not hint else ""
+        return f"unknown key{hint}{listing}"
+    if kind == "literal_error":
+        return f"{error['msg'].replace('Input should be', 'expected')}, got {error['input']!r}"
+    if kind == "too_short" and isinstance(error.get("input"), list | tuple | dict):
+        return "must not be empty"
+    if kind in _PLAIN_MESSAGES:
+        return _PLAIN_MESSAGES[kind]
+    message: str = error["msg"]
+    return message.removeprefix("Value error, ").replace("Input should be", "expected")
+
+
+def _fields_at(model: type[BaseModel], loc: Loc) -> set[str]:
+    """Field names allowed at ``loc`` inside ``model`` (for "did you mean" hints)."""
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int):
+            args = typing.get_args(current)
+            current = args[0] if args else None
+            continue
+        if not (isinstance(current, type) and issubclass(current, BaseModel)):
+            return set()
+        field = current.model_fields.get(part)
+        if field is None:
+            return set()
+        current = field.annotation
+        if isinstance(current, types.UnionType):
+            current = next((a for a in typing.get_args(current) if a is not type(None)), None)
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return set(current.model_fields)
+    return set()

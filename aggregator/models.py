@@ -1,0 +1,183 @@
+"""Data passed between pipeline stages.
+
+Names follow an item's life: ``FetchResult`` -> ``ParsedFeed``/``ParsedEntry`` ->
+``Item`` -> ``StoredItem``. All are frozen; collections are tuples; every datetime is
+timezone-aware UTC. Nothing from feedparser, httpx or SQLAlchemy leaks past its stage.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+class FetchOutcome(enum.StrEnum):
+    OK = "ok"
+    NOT_MODIFIED = "not_modified"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Validators:
+    """HTTP cache validators remembered per source for conditional GET."""
+
+    #: ETag header of the last 200 response, sent back as If-None-Match.
+    etag: str | None = None
+    #: Last-Modified header of the last 200 response, sent back as If-Modified-Since.
+    last_modified: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FetchResult:
+    """What one download attempt of one source produced."""
+
+    source_id: str
+    url: str
+    outcome: FetchOutcome
+    #: HTTP status, or None for local files and network failures.
+    status: int | None = None
+    #: Response body (decoded from transfer encoding); empty unless outcome is OK.
+    body: bytes = b""
+    #: Response headers that matter to the parser (lower-cased names).
+    headers: tuple[tuple[str, str], ...] = ()
+    #: Validators to remember for the next request.
+    validators: Validators = field(default_factory=Validators)
+    #: URL after redirects (base for resolving relative links).
+    final_url: str = ""
+    #: Human-readable reason when outcome is FAILED, e.g. "HTTP 503".
+    error: str | None = None
+    #: Wall-clock seconds the attempt took.
+    duration: float = 0.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ParsedEntry:
+    """One entry as the feed stated it, before any cleaning."""
+
+    guid: str | None
+    link: str | None
+    title: str
+    #: True when the title is HTML (entities and tags still to be cleaned).
+    title_is_html: bool
+    summary_html: str
+    #: Date strings exactly as written in the feed; normalize parses them.
+    published_raw: str | None
+    updated_raw: str | None
+    author: str | None
+    categories: tuple[str, ...]
+    language: str | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ParsedFeed:
+    """A feed document turned into plain data."""
+
+    #: Detected format, e.g. "rss20", "atom10", "rss10", "json11".
+    version: str
+    title: str
+    link: str | None
+    language: str | None
+    entries: tuple[ParsedEntry, ...]
+    #: Non-fatal problem the parser reported (the feed was still usable).
+    warning: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Item:
+    """A normalized entry: clean text, canonical link, UTC dates, dedupe keys."""
+
+    source_id: str
+    #: Dedupe keys, strongest first: "link:<canonical url>", "guid:<source>:<guid>".
+    keys: tuple[str, ...]
+    link: str | None
+    guid: str | None
+    title: str
+    summary_html: str
+    summary_text: str
+    published_at: datetime
+    updated_at: datetime
+    #: True when the feed gave no usable date and published_at is the first-seen time.
+    date_missing: bool
+    author: str | None
+    categories: tuple[str, ...]
+    language: str | None
+    #: Hash of the content a subscriber sees; a change means the item was edited.
+    content_hash: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TermHit:
+    """One rule term found in one field of an item."""
+
+    term: str
+    field: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TopicMatch:
+    """An item belongs to a topic, and why."""
+
+    slug: str
+    hits: tuple[TermHit, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SourceRef:
+    """A source that carried a stored item."""
+
+    source_id: str
+    name: str
+    home_url: str | None
+    feed_url: str
+    link: str | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoredItem:
+    """An item as read back from storage for publishing."""
+
+    item_id: int
+    #: Stable public id, never changes once assigned ("urn:uuid:...").
+    public_id: str
+    link: str | None
+    title: str
+    summary_html: str
+    summary_text: str
+    published_at: datetime
+    updated_at: datetime
+    author: str | None
+    categories: tuple[str, ...]
+    #: Every source that carried the item, the first one first.
+    sources: tuple[SourceRef, ...]
+    #: Slugs of the topics the item belongs to.
+    topics: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SourceReport:
+    """The outcome of polling one source in one cycle."""
+
+    source_id: str
+    outcome: FetchOutcome
+    error: str | None = None
+    entries_seen: int = 0
+    new_items: int = 0
+    updated_items: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CycleReport:
+    """What one polling cycle did, for the summary an operator reads."""
+
+    sources: tuple[SourceReport, ...]
+    #: Items per published topic after the cycle.
+    topic_counts: tuple[tuple[str, int], ...]
+    files_written: tuple[str, ...]
+    files_unchanged: int
+    #: Feeds that could not be written (full disk, permissions); old files stay intact.
+    publish_errors: tuple[str, ...] = ()
+
+    @property
+    def new_items(self) -> int:
+        return sum(s.new_items for s in self.sources)

@@ -1,0 +1,226 @@
+"""``ParsedEntry`` -> ``Item``: canonical links, UTC dates, clean text, safe HTML.
+
+Pure: data in, data out, ``now`` passed in. Never raises for odd input; an entry with
+nothing a reader could show (no title, no summary, no link) yields None.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import re
+from datetime import UTC, datetime, tzinfo
+from email.utils import parsedate_to_datetime
+from urllib.parse import parse_qsl, urljoin, urlsplit, urlunsplit
+
+import nh3
+from dateutil import parser as dateutil_parser
+from w3lib.url import canonicalize_url, url_query_cleaner
+
+from aggregator.models import Item, ParsedEntry
+
+#: Query parameters that only track the click; removing them makes reposts comparable.
+TRACKING_PARAMS = frozenset(
+    {
+        "fbclid", "gclid", "dclid", "gbraid", "wbraid", "msclkid", "yclid", "igshid",
+        "mc_cid", "mc_eid", "_hsenc", "_hsmi", "mkt_tok", "ref_src", "cmpid", "spm",
+    }
+)  # fmt: skip
+TRACKING_PREFIXES = ("utm_", "pk_", "mtm_")
+
+#: Feeds claiming dates before this are broken (one real textile feed says 1789).
+EARLIEST_PLAUSIBLE = datetime(1995, 1, 1, tzinfo=UTC)
+MAX_TITLE_CHARS = 300
+MAX_SUMMARY_TEXT_CHARS = 2000
+
+# Characters XML 1.0 forbids, plus lone surrogates; they break every feed reader.
+_INVALID_XML_CHARS = re.compile(
+    "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x84\x86-\x9f\ud800-\udfff\ufffe\uffff]"
+)
+_WHITESPACE = re.compile(r"\s+")
+_ENTITY = re.compile(r"&(?:#\d+|#x[0-9a-fA-F]+|[a-zA-Z][a-zA-Z0-9]{1,31});")
+_BLOCK_BOUNDARY = re.compile(
+    r"<(?:/?(?:p|div|li|ul|ol|h[1-6]|tr|td|th|blockquote|pre)|br)\b[^>]*>", re.I
+)
+_URL_ATTRIBUTES = frozenset({"href", "src", "cite", "longdesc"})
+_SAFE_SCHEMES = frozenset({"http", "https", "mailto"})
+
+
+def normalize_entry(
+    entry: ParsedEntry,
+    *,
+    source_id: str,
+    base_url: str,
+    timezone: tzinfo,
+    now: datetime,
+) -> Item | None:
+    """Clean one entry. ``base_url`` resolves relative links; ``timezone`` applies to
+    dates written without a zone; ``now`` is first-seen time and the future limit."""
+    link = canonical_url(entry.link, base_url)
+    guid = clean_text(entry.guid) if entry.guid else None
+    summary_html = sanitize_html(entry.summary_html, base_url=link or base_url)
+    summary_text = html_to_text(summary_html, MAX_SUMMARY_TEXT_CHARS)
+    title = clean_title(entry.title, is_html=entry.title_is_html)
+    if not title:
+        title = _shorten(summary_text, 80)
+    if not title and not link:
+        return None
+
+    published = parse_date(entry.published_raw, timezone)
+    updated = parse_date(entry.updated_raw, timezone)
+    date_missing = published is None and updated is None
+    published = min(published or updated or now, now)  # future dates are clamped to now
+    updated = min(max(updated or published, published), now)
+
+    keys = _dedupe_keys(source_id, link, guid, title, summary_text)
+    content_hash = hashlib.sha256(
+        "\x1f".join((title, summary_html, link or "")).encode("utf-8")
+    ).hexdigest()
+    return Item(
+        source_id=source_id,
+        keys=keys,
+        link=link,
+        guid=guid,
+        title=title,
+        summary_html=summary_html,
+        summary_text=summary_text,
+        published_at=published,
+        updated_at=updated,
+        date_missing=date_missing,
+        author=clean_text(entry.author) or None,
+        categories=tuple(dict.fromkeys(c for c in map(clean_text, entry.categories) if c)),
+        language=(entry.language or "").strip().lower() or None,
+        content_hash=content_hash,
+    )
+
+
+def canonical_url(url: str | None, base_url: str = "") -> str | None:
+    """Absolute http(s) URL without fragment, tracking parameters or default port, with
+    lower-cased scheme and host and a sorted query; None for anything else."""
+    if not url or not url.strip():
+        return None
+    absolute = urljoin(base_url, _INVALID_XML_CHARS.sub("", url.strip()))
+    parts = urlsplit(absolute)
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        return None
+    tracking = [
+        name
+        for name, _ in parse_qsl(parts.query, keep_blank_values=True)
+        if name.lower() in TRACKING_PARAMS or name.lower().startswith(TRACKING_PREFIXES)
+    ]
+    if tracking:
+        absolute = url_query_cleaner(absolute, tracking, remove=True, keep_fragments=True)
+    try:
+        canonical = canonicalize_url(absolute, keep_fragments=False)
+    except ValueError:  # e.g. a port that is not a number
+        return None
+    parts = urlsplit(canonical)
+    default_port = {"http": 80, "https": 443}[parts.scheme]
+    if parts.port == default_port:
+        host = parts.hostname or ""
+        canonical = urlunsplit((parts.scheme, host, parts.path or "/", parts.query, ""))
+    return canonical
+
+
+def parse_date(raw: str | None, timezone: tzinfo) -> datetime | None:
+    """A UTC datetime from RFC 822, RFC 3339/ISO 8601 or a looser common form.
+
+    Dates without a zone are taken to be in ``timezone``. Implausible dates (before
+    1995) give None, so the caller falls back to the first-seen time."""
+    if not raw or not raw.strip():
+        return None
+    text = raw.strip()
+    parsed: datetime | None = None
+    try:
+        parsed = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        try:
+            parsed = datetime.fromisoformat(text)
+        except ValueError:
+            try:
+                parsed = dateutil_parser.parse(text)
+            except (ValueError, OverflowError):
+                return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone)
+    parsed = parsed.astimezone(UTC)
+    return parsed if parsed >= EARLIEST_PLAUSIBLE else None
+
+
+def clean_text(value: str | None) -> str:
+    """Single-line text: invalid characters dropped, whitespace collapsed."""
+    if not value:
+        return ""
+    return _WHITESPACE.sub(" ", _INVALID_XML_CHARS.sub("", value)).strip()
+
+
+def clean_title(title: str, *, is_html: bool) -> str:
+    """Plain-text title: tags stripped, entities decoded (twice-escaped ones too)."""
+    text = _INVALID_XML_CHARS.sub("", title or "")
+    if is_html or "<" in text:
+        text = nh3.clean(text, tags=set())
+    # Publishers often escape twice ("&amp;amp;"); decode until no entity is left.
+    for _ in range(3):
+        if not _ENTITY.search(text):
+            break
+        text = html.unescape(text)
+    return _shorten(clean_text(text), MAX_TITLE_CHARS)
+
+
+def sanitize_html(fragment: str, *, base_url: str) -> str:
+    """Allow-list sanitized HTML with every link and image made absolute."""
+    if not fragment or not fragment.strip():
+        return ""
+
+    def absolute_urls(tag: str, attribute: str, value: str) -> str | None:
+        if attribute not in _URL_ATTRIBUTES:
+            return value
+        resolved = urljoin(base_url, value.strip())
+        return resolved if urlsplit(resolved).scheme.lower() in _SAFE_SCHEMES else None
+
+    cleaned = nh3.clean(
+        _INVALID_XML_CHARS.sub("", fragment),
+        attribute_filter=absolute_urls,
+        link_rel="noopener noreferrer nofollow",
+        strip_comments=True,
+    )
+    return cleaned.strip()
+
+
+def html_to_text(fragment: str, limit: int) -> str:
+    """Readable plain text of an HTML fragment, at most ``limit`` characters."""
+    if not fragment:
+        return ""
+    spaced = _BLOCK_BOUNDARY.sub(" ", fragment)
+    text = html.unescape(nh3.clean(spaced, tags=set()))
+    return _shorten(clean_text(text), limit)
+
+
+def _shorten(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    # Cut at a word boundary for Latin text; CJK text has no spaces to respect.
+    if " " in cut[limit // 2 :]:
+        cut = cut[: cut.rindex(" ")]
+    return cut.rstrip() + "…"
+
+
+def _dedupe_keys(
+    source_id: str, link: str | None, guid: str | None, title: str, text: str
+) -> tuple[str, ...]:
+    """Exact-dedupe keys, strongest first.
+
+    A link is global: two sources carrying one URL carry one story. A guid that is an
+    absolute URL is a permalink and also global; any other guid (Fibre2Fashion's numeric
+    ones) is only unique inside its own feed, so it is scoped by source."""
+    keys: list[str] = []
+    if link:
+        keys.append(f"link:{link}")
+    if guid:
+        guid_url = canonical_url(guid) if guid.lower().startswith(("http://", "https://")) else None
+        keys.append(f"link:{guid_url}" if guid_url else f"guid:{source_id}:{guid}")
+    if not keys:
+        digest = hashlib.sha256(f"{title}\x1f{text}".encode()).hexdigest()[:32]
+        keys.append(f"hash:{source_id}:{digest}")
+    return tuple(dict.fromkeys(keys))

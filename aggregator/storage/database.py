@@ -1,0 +1,403 @@
+"""All SQL of textile-feeds, written with SQLAlchemy Core so it stays portable.
+
+``Storage`` owns the engine; ``Storage.transaction()`` yields a ``Transaction`` with
+the writes one source's poll needs, committed together or not at all. Database errors
+surface as ``StorageError``; nothing SQLAlchemy-specific leaves this package.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from aggregator.config import SourceConfig
+from aggregator.dedupe import KnownItem
+from aggregator.errors import StorageError
+from aggregator.models import (
+    FetchOutcome,
+    FetchResult,
+    Item,
+    SourceRef,
+    StoredItem,
+    TopicMatch,
+    Validators,
+)
+from aggregator.storage.migrations import migrate
+
+# Namespace for public ids: uuid5 of an item's first key, so an id is reproducible
+# from the data and never changes once the item is stored.
+_PUBLIC_ID_NAMESPACE = uuid.UUID("6f1c1f8e-2d3b-5c7a-9e4f-7a1b2c3d4e5f")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SourceState:
+    """A source's row: fetch history and cache validators."""
+
+    source_id: str
+    name: str
+    url: str
+    validators: Validators
+    last_outcome: str | None
+    last_status: int | None
+    last_error: str | None
+    last_attempt_at: datetime | None
+    last_success_at: datetime | None
+    error_count: int
+    next_check_at: datetime | None
+    item_count: int
+
+
+def _to_db(value: datetime) -> datetime:
+    # SQLite keeps no zone: store naive UTC everywhere and re-attach UTC on reading.
+    return value.astimezone(UTC).replace(tzinfo=None)
+
+
+def _from_db(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _from_db_required(value: datetime) -> datetime:
+    result = _from_db(value)
+    assert result is not None
+    return result
+
+
+@contextmanager
+def _storage_errors(action: str) -> Iterator[None]:
+    try:
+        yield
+    except sa.exc.SQLAlchemyError as exc:
+        cause = getattr(exc, "orig", None) or exc
+        raise StorageError(f"{action}: {type(cause).__name__}: {cause}") from exc
+
+
+class Storage:
+    """The database: opened (and migrated) once per process."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self._engine = engine
+        with _storage_errors("migrating the database"):
+            self.schema_version = migrate(engine)
+            metadata = sa.MetaData()
+            metadata.reflect(engine)
+        self._t = metadata.tables
+
+    @classmethod
+    def open_sqlite(cls, path: Path | str) -> Storage:
+        """Open (creating if needed) a SQLite database file; ``":memory:"`` for tests."""
+        if str(path) == ":memory:":
+            engine = sa.create_engine("sqlite://", poolclass=sa.pool.StaticPool)
+        else:
+            path = Path(path)
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StorageError(f"cannot create database folder {path.parent}: {exc}") from exc
+            engine = sa.create_engine(f"sqlite:///{path}")
+
+        @sa.event.listens_for(engine, "connect")
+        def _pragmas(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            # WAL lets readers (status, publishing) work while a poll writes.
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA busy_timeout=10000")
+            cursor.close()
+
+        return cls(engine)
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    @contextmanager
+    def transaction(self) -> Iterator[Transaction]:
+        """One atomic unit of work; rolled back entirely if anything inside fails."""
+        with _storage_errors("writing to the database"), self._engine.begin() as connection:
+            yield Transaction(connection, self._t)
+
+    # --- reads ---------------------------------------------------------------------
+
+    def source_states(self) -> dict[str, SourceState]:
+        sources, item_sources = self._t["sources"], self._t["item_sources"]
+        counts = (
+            sa.select(item_sources.c.source_id, sa.func.count().label("n"))
+            .group_by(item_sources.c.source_id)
+            .subquery()
+        )
+        query = sa.select(sources, sa.func.coalesce(counts.c.n, 0).label("item_count")).join(
+            counts, counts.c.source_id == sources.c.id, isouter=True
+        )
+        with _storage_errors("reading sources"), self._engine.connect() as connection:
+            rows = connection.execute(query).mappings().all()
+        return {
+            row["id"]: SourceState(
+                source_id=row["id"],
+                name=row["name"],
+                url=row["url"],
+                validators=Validators(etag=row["etag"], last_modified=row["last_modified"]),
+                last_outcome=row["last_outcome"],
+                last_status=row["last_status"],
+                last_error=row["last_error"],
+                last_attempt_at=_from_db(row["last_attempt_at"]),
+                last_success_at=_from_db(row["last_success_at"]),
+                error_count=row["error_count"],
+                next_check_at=_from_db(row["next_check_at"]),
+                item_count=row["item_count"],
+            )
+            for row in rows
+        }
+
+    def items_for_topic(self, slug: str, limit: int) -> list[StoredItem]:
+        """The newest ``limit`` items of a topic, newest first (ties: newest stored)."""
+        items, item_topics = self._t["items"], self._t["item_topics"]
+        query = (
+            sa.select(items)
+            .join(item_topics, item_topics.c.item_id == items.c.id)
+            .where(item_topics.c.topic_slug == slug)
+            .order_by(items.c.published_at.desc(), items.c.id.desc())
+            .limit(limit)
+        )
+        with _storage_errors("reading items"), self._engine.connect() as connection:
+            rows = connection.execute(query).mappings().all()
+            return self._stored_items(connection, rows)
+
+    def topic_counts(self) -> dict[str, int]:
+        item_topics = self._t["item_topics"]
+        query = sa.select(item_topics.c.topic_slug, sa.func.count()).group_by(
+            item_topics.c.topic_slug
+        )
+        with _storage_errors("reading topics"), self._engine.connect() as connection:
+            return {slug: count for slug, count in connection.execute(query).all()}
+
+    def item_count(self) -> int:
+        with _storage_errors("reading items"), self._engine.connect() as connection:
+            query = sa.select(sa.func.count()).select_from(self._t["items"])
+            return connection.execute(query).scalar_one()
+
+    def _stored_items(
+        self, connection: sa.Connection, rows: Sequence[sa.RowMapping]
+    ) -> list[StoredItem]:
+        ids = [row["id"] for row in rows]
+        item_sources, sources, item_topics = (
+            self._t["item_sources"],
+            self._t["sources"],
+            self._t["item_topics"],
+        )
+        source_rows = connection.execute(
+            sa.select(
+                item_sources.c.item_id,
+                item_sources.c.source_id,
+                item_sources.c.link,
+                sources.c.name,
+                sources.c.url,
+                sources.c.home,
+            )
+            .join(sources, sources.c.id == item_sources.c.source_id, isouter=True)
+            .where(item_sources.c.item_id.in_(ids))
+            .order_by(item_sources.c.first_seen_at, item_sources.c.source_id)
+        ).mappings()
+        refs: dict[int, list[SourceRef]] = {i: [] for i in ids}
+        for row in source_rows:
+            refs[row["item_id"]].append(
+                SourceRef(
+                    source_id=row["source_id"],
+                    name=row["name"] or row["source_id"],
+                    home_url=row["home"],
+                    feed_url=row["url"] or "",
+                    link=row["link"],
+                )
+            )
+        topic_rows = connection.execute(
+            sa.select(item_topics.c.item_id, item_topics.c.topic_slug)
+            .where(item_topics.c.item_id.in_(ids))
+            .order_by(item_topics.c.topic_slug)
+        )
+        topics: dict[int, list[str]] = {i: [] for i in ids}
+        for item_id, slug in topic_rows:
+            topics[item_id].append(slug)
+        return [
+            StoredItem(
+                item_id=row["id"],
+                public_id=row["public_id"],
+                link=row["link"],
+                title=row["title"],
+                summary_html=row["summary_html"],
+                summary_text=row["summary_text"],
+                published_at=_from_db_required(row["published_at"]),
+                updated_at=_from_db_required(row["updated_at"]),
+                author=row["author"],
+                categories=tuple(json.loads(row["categories"])),
+                sources=tuple(refs[row["id"]]),
+                topics=tuple(topics[row["id"]]),
+            )
+            for row in rows
+        ]
+
+
+class Transaction:
+    """Writes inside one database transaction (see ``Storage.transaction``)."""
+
+    def __init__(self, connection: sa.Connection, tables: Any) -> None:
+        self._c = connection
+        self._t = tables
+
+    def _insert_ignoring_conflicts(self, table: sa.Table) -> Any:
+        dialect = self._c.dialect.name
+        if dialect == "sqlite":
+            return sqlite.insert(table).on_conflict_do_nothing()
+        if dialect == "postgresql":
+            return postgresql.insert(table).on_conflict_do_nothing()
+        raise StorageError(f"unsupported database dialect {dialect!r}")
+
+    def sync_sources(self, configs: Iterable[SourceConfig]) -> None:
+        """Create or update source rows from the config (names and URLs may change)."""
+        sources = self._t["sources"]
+        existing = set(self._c.execute(sa.select(sources.c.id)).scalars())
+        for config in configs:
+            values = {"name": config.name, "url": config.url, "home": config.home}
+            if config.id in existing:
+                self._c.execute(sources.update().where(sources.c.id == config.id).values(values))
+            else:
+                self._c.execute(sources.insert().values(id=config.id, **values))
+
+    def record_fetch(
+        self, result: FetchResult, *, error: str | None, next_check: datetime, now: datetime
+    ) -> None:
+        """Store the outcome of one poll, and the validators for the next request."""
+        sources = self._t["sources"]
+        failed = error is not None
+        values: dict[str, Any] = {
+            "last_outcome": FetchOutcome.FAILED.value if failed else result.outcome.value,
+            "last_status": result.status,
+            "last_error": error,
+            "last_attempt_at": _to_db(now),
+            "next_check_at": _to_db(next_check),
+            "error_count": sources.c.error_count + 1 if failed else 0,
+        }
+        if not failed:
+            values["last_success_at"] = _to_db(now)
+            # Validators only advance on success: a feed we could not parse must be
+            # downloaded again in full next time, not answered with a 304.
+            values["etag"] = result.validators.etag
+            values["last_modified"] = result.validators.last_modified
+        self._c.execute(sources.update().where(sources.c.id == result.source_id).values(values))
+
+    def known_items(self, keys: Sequence[str]) -> dict[str, KnownItem]:
+        """Stored items that any of ``keys`` points to, by key."""
+        item_keys, items, item_sources = (
+            self._t["item_keys"],
+            self._t["items"],
+            self._t["item_sources"],
+        )
+        rows = self._c.execute(
+            sa.select(item_keys.c.key, items.c.id, items.c.origin_source_id, items.c.content_hash)
+            .join(items, items.c.id == item_keys.c.item_id)
+            .where(item_keys.c.key.in_(list(keys)))
+        ).all()
+        if not rows:
+            return {}
+        ids = {row.id for row in rows}
+        carried: dict[int, set[str]] = {i: set() for i in ids}
+        for item_id, source_id in self._c.execute(
+            sa.select(item_sources.c.item_id, item_sources.c.source_id).where(
+                item_sources.c.item_id.in_(ids)
+            )
+        ):
+            carried[item_id].add(source_id)
+        return {
+            row.key: KnownItem(
+                item_id=row.id,
+                origin_source_id=row.origin_source_id,
+                content_hash=row.content_hash,
+                source_ids=frozenset(carried[row.id]),
+            )
+            for row in rows
+        }
+
+    def insert_item(self, item: Item, now: datetime) -> int:
+        items = self._t["items"]
+        public_id = f"urn:uuid:{uuid.uuid5(_PUBLIC_ID_NAMESPACE, item.keys[0])}"
+        item_id: int = self._c.execute(
+            items.insert()
+            .values(
+                public_id=public_id,
+                origin_source_id=item.source_id,
+                first_seen_at=_to_db(now),
+                date_missing=item.date_missing,
+                **self._content_values(item),
+            )
+            .returning(items.c.id)
+        ).scalar_one()
+        self.add_keys(item_id, item.keys)
+        self.add_source(item_id, item, now)
+        return item_id
+
+    def update_item(self, item_id: int, item: Item) -> None:
+        """Apply an edit by the origin source; the public id and first-seen time stay."""
+        items = self._t["items"]
+        values = self._content_values(item)
+        del values["published_at"]  # a republished date must not resurface an old story
+        self._c.execute(items.update().where(items.c.id == item_id).values(values))
+
+    def add_keys(self, item_id: int, keys: Iterable[str]) -> None:
+        rows = [{"key": key, "item_id": item_id} for key in keys]
+        if rows:
+            self._c.execute(self._insert_ignoring_conflicts(self._t["item_keys"]), rows)
+
+    def add_source(self, item_id: int, item: Item, now: datetime) -> None:
+        self._c.execute(
+            self._insert_ignoring_conflicts(self._t["item_sources"]),
+            [
+                {
+                    "item_id": item_id,
+                    "source_id": item.source_id,
+                    "link": item.link,
+                    "first_seen_at": _to_db(now),
+                }
+            ],
+        )
+
+    def set_topics(self, item_id: int, matches: Iterable[TopicMatch]) -> None:
+        """Replace the item's topics with ``matches`` (and why each matched)."""
+        item_topics = self._t["item_topics"]
+        self._c.execute(item_topics.delete().where(item_topics.c.item_id == item_id))
+        rows = [
+            {
+                "item_id": item_id,
+                "topic_slug": match.slug,
+                "hits": json.dumps(
+                    [{"term": h.term, "field": h.field} for h in match.hits], ensure_ascii=False
+                ),
+            }
+            for match in matches
+        ]
+        if rows:
+            self._c.execute(item_topics.insert(), rows)
+
+    @staticmethod
+    def _content_values(item: Item) -> dict[str, Any]:
+        return {
+            "link": item.link,
+            "guid": item.guid,
+            "title": item.title,
+            "summary_html": item.summary_html,
+            "summary_text": item.summary_text,
+            "published_at": _to_db(item.published_at),
+            "updated_at": _to_db(item.updated_at),
+            "author": item.author,
+            "categories": json.dumps(list(item.categories), ensure_ascii=False),
+            "language": item.language,
+            "content_hash": item.content_hash,
+        }

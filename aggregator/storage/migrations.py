@@ -1,0 +1,117 @@
+"""Append-only schema migrations. The schema version is the number of migrations applied.
+
+Never edit or reorder a migration once it has shipped: add a new one at the end. Each
+runs in its own transaction with its version row, so a crash leaves the database at
+the previous version, never half-migrated. Tables are declared with SQLAlchemy Core
+types so the same migrations build SQLite and (later) PostgreSQL schemas.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+
+Migration = Callable[[sa.Connection], None]
+
+
+def _v1_initial(connection: sa.Connection) -> None:
+    metadata = sa.MetaData()
+    sa.Table(
+        "sources",
+        metadata,
+        sa.Column("id", sa.String(100), primary_key=True),
+        sa.Column("name", sa.Text, nullable=False),
+        sa.Column("url", sa.Text, nullable=False),
+        sa.Column("home", sa.Text),
+        sa.Column("etag", sa.Text),
+        sa.Column("last_modified", sa.Text),
+        sa.Column("last_outcome", sa.String(20)),
+        sa.Column("last_status", sa.Integer),
+        sa.Column("last_error", sa.Text),
+        sa.Column("last_attempt_at", sa.DateTime(timezone=True)),
+        sa.Column("last_success_at", sa.DateTime(timezone=True)),
+        sa.Column("error_count", sa.Integer, nullable=False, server_default="0"),
+        sa.Column("next_check_at", sa.DateTime(timezone=True)),
+    )
+    sa.Table(
+        "items",
+        metadata,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("public_id", sa.String(64), nullable=False, unique=True),
+        sa.Column("origin_source_id", sa.String(100), nullable=False),
+        sa.Column("link", sa.Text),
+        sa.Column("guid", sa.Text),
+        sa.Column("title", sa.Text, nullable=False),
+        sa.Column("summary_html", sa.Text, nullable=False),
+        sa.Column("summary_text", sa.Text, nullable=False),
+        sa.Column("published_at", sa.DateTime(timezone=True), nullable=False, index=True),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("first_seen_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("date_missing", sa.Boolean, nullable=False),
+        sa.Column("author", sa.Text),
+        sa.Column("categories", sa.Text, nullable=False),  # JSON list of strings
+        sa.Column("language", sa.String(35)),
+        sa.Column("content_hash", sa.String(64), nullable=False),
+    )
+    sa.Table(
+        "item_keys",
+        metadata,
+        # The unique key is the last line of exact dedupe (INSERT .. ON CONFLICT DO NOTHING).
+        sa.Column("key", sa.Text, primary_key=True),
+        sa.Column("item_id", sa.Integer, sa.ForeignKey("items.id"), nullable=False, index=True),
+    )
+    sa.Table(
+        "item_sources",
+        metadata,
+        sa.Column("item_id", sa.Integer, sa.ForeignKey("items.id"), primary_key=True),
+        sa.Column("source_id", sa.String(100), primary_key=True),
+        sa.Column("link", sa.Text),
+        sa.Column("first_seen_at", sa.DateTime(timezone=True), nullable=False),
+    )
+    sa.Table(
+        "item_topics",
+        metadata,
+        sa.Column("item_id", sa.Integer, sa.ForeignKey("items.id"), primary_key=True),
+        sa.Column("topic_slug", sa.String(100), primary_key=True, index=True),
+        sa.Column("hits", sa.Text, nullable=False),  # JSON list of {"term", "field"}
+    )
+    metadata.create_all(connection)
+
+
+#: Every migration ever shipped, in order. Append only.
+MIGRATIONS: tuple[Migration, ...] = (_v1_initial,)
+
+_VERSIONS = sa.Table(
+    "schema_migrations",
+    sa.MetaData(),
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("applied_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+
+def current_version(connection: sa.Connection) -> int:
+    if not sa.inspect(connection).has_table(_VERSIONS.name):
+        return 0
+    return connection.execute(sa.select(sa.func.count()).select_from(_VERSIONS)).scalar_one()
+
+
+def migrate(engine: sa.Engine) -> int:
+    """Apply pending migrations; return the schema version. Refuses a newer database."""
+    with engine.begin() as connection:
+        _VERSIONS.create(connection, checkfirst=True)
+    with engine.connect() as connection:
+        version = current_version(connection)
+    if version > len(MIGRATIONS):
+        raise RuntimeError(
+            f"database schema version {version} is newer than this program knows "
+            f"({len(MIGRATIONS)}); upgrade textile-feeds"
+        )
+    for number, migration in enumerate(MIGRATIONS[version:], start=version + 1):
+        with engine.begin() as connection:
+            migration(connection)
+            connection.execute(
+                _VERSIONS.insert().values(version=number, applied_at=datetime.now(UTC))
+            )
+    return len(MIGRATIONS)

@@ -1,0 +1,137 @@
+"""Shared fixtures: a real HTTP server on 127.0.0.1 and config folders in tmp_path."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from email.utils import formatdate
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+DATA = Path(__file__).parent / "data"
+PROJECT = Path(__file__).parent.parent
+
+
+@dataclass
+class Route:
+    """What the test server answers on one path."""
+
+    body: bytes = b""
+    status: int = 200
+    content_type: str = "application/rss+xml; charset=utf-8"
+    #: Send ETag/Last-Modified and answer conditional requests with 304.
+    validators: bool = True
+    #: Seconds to sleep between body chunks (a slow server).
+    drip_delay: float = 0.0
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Hit:
+    path: str
+    headers: dict[str, str]
+    status: int
+
+
+class FeedServer:
+    """A threaded HTTP server on 127.0.0.1 serving ``routes``; records every request."""
+
+    def __init__(self) -> None:
+        self.routes: dict[str, Route] = {}
+        self.hits: list[Hit] = []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+                route = server.routes.get(self.path.split("?")[0])
+                status = route.status if route else 404
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                if route and route.validators and status == 200:
+                    etag = '"' + hashlib.sha1(route.body).hexdigest()[:16] + '"'
+                    modified = formatdate(1_700_000_000, usegmt=True)
+                    if headers.get("if-none-match") == etag:
+                        status = 304
+                server.hits.append(Hit(self.path, headers, status))
+                self.send_response(status)
+                if route is None:
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                if route.validators and route.status == 200:
+                    self.send_header("ETag", etag)
+                    self.send_header("Last-Modified", modified)
+                for name, value in route.headers.items():
+                    self.send_header(name, value)
+                if status == 304:
+                    self.end_headers()
+                    return
+                self.send_header("Content-Type", route.content_type)
+                self.send_header("Content-Length", str(len(route.body)))
+                self.end_headers()
+                if route.drip_delay:
+                    for i in range(len(route.body)):
+                        self.wfile.write(route.body[i : i + 1])
+                        self.wfile.flush()
+                        time.sleep(route.drip_delay)
+                else:
+                    self.wfile.write(route.body)
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass  # keep test output clean
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd.daemon_threads = True
+        self.port = self._httpd.server_address[1]
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+
+@pytest.fixture
+def feed_server() -> Iterator[FeedServer]:
+    server = FeedServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+def write_config(
+    folder: Path,
+    *,
+    sources: str,
+    topics: str | None = None,
+    settings: str | None = None,
+) -> Path:
+    """A config folder in ``folder``: given YAML texts, defaults for the rest."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "sources.yaml").write_text(sources, encoding="utf-8")
+    if topics is None:
+        shutil.copy(PROJECT / "config" / "topics.yaml", folder / "topics.yaml")
+    else:
+        (folder / "topics.yaml").write_text(topics, encoding="utf-8")
+    (folder / "settings.yaml").write_text(
+        settings
+        or "database: state/test.sqlite\noutput_dir: out\nbase_url: https://feeds.example.org/t/\n"
+        "poll_interval: 10m\n",
+        encoding="utf-8",
+    )
+    return folder
+
+
+@pytest.fixture
+def data_dir() -> Path:
+    return DATA
