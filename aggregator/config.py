@@ -235,7 +235,7 @@ class TopicConfig(_Model):
     title: NonEmptyStr
     description: str = ""
     #: The item matches when any of these terms occurs.
-    include: TermList
+    include: Annotated[TermList, Field(min_length=1)]
     #: Every element must also occur (an element that is a list: any of its terms).
     all_of: TermGroups = ()
     #: Any of these vetoes the item, whatever else matched.

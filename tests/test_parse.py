@@ -94,7 +94,10 @@ def test_unreadable_documents_raise_parse_error(data_dir: Path, name: str, messa
     [
         (b"", "empty response body"),
         (b"{not json", "invalid JSON"),
-        (b'{"version": "https://jsonfeed.org/version/9", "items": []}', "unknown JSON Feed version"),
+        (
+            b'{"version": "https://jsonfeed.org/version/9", "items": []}',
+            "unknown JSON Feed version",
+        ),
         (b'{"title": "no items"}', "no 'items' list"),
     ],
     ids=["empty", "bad-json", "json-version", "json-no-items"],

@@ -1,0 +1,170 @@
+"""categorize: word matching, plurals, CJK substrings, excludes, all_of, sources (pure)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from functools import cache
+from pathlib import Path
+
+import pytest
+
+from aggregator.categorize import CompiledTopic, categorize, compile_topics
+from aggregator.config import TopicConfig, load_config
+from aggregator.models import Item, ParsedEntry, TermHit
+from aggregator.normalize import normalize_entry
+
+NOW = datetime(2026, 11, 26, tzinfo=UTC)
+PROJECT = Path(__file__).parent.parent
+
+
+def item(
+    title: str, summary: str = "", *, categories: tuple[str, ...] = (), source: str = "s"
+) -> Item:
+    return Item(
+        source_id=source,
+        keys=("link:https://x.org/a",),
+        link="https://x.org/a",
+        guid=None,
+        title=title,
+        summary_html="",
+        summary_text=summary,
+        published_at=NOW,
+        updated_at=NOW,
+        date_missing=False,
+        author=None,
+        categories=categories,
+        language=None,
+        content_hash="h",
+    )
+
+
+@cache
+def shipped_topics() -> tuple[CompiledTopic, ...]:
+    return compile_topics(load_config(PROJECT / "config").topics)
+
+
+def topic(**rules: object) -> TopicConfig:
+    return TopicConfig.model_validate({"slug": "t", "title": "T", **rules})
+
+
+def slugs(it: Item, *topics: TopicConfig) -> list[str]:
+    return [m.slug for m in categorize(it, compile_topics(topics))]
+
+
+@pytest.mark.parametrize(
+    ("title", "matches"),
+    [
+        ("New industrial park opens", True),
+        ("Two industrial parks open", True),  # plural
+        ("INDUSTRIAL PARK opens", True),  # case-insensitive
+        ("Industrial-park opens", True),  # hyphen between words
+        ("Industrial parking rules", False),  # whole words only
+        ("Nonindustrial park", False),
+    ],
+)
+def test_latin_terms_match_whole_words(title: str, matches: bool) -> None:
+    assert bool(slugs(item(title), topic(include=["industrial park"]))) is matches
+
+
+def test_latin_term_next_to_chinese_text() -> None:
+    assert slugs(item("PTA价格上涨"), topic(include=["PTA"])) == ["t"]
+
+
+def test_chinese_terms_match_as_substrings() -> None:
+    assert slugs(item("郑州棉花期货上涨"), topic(include=["棉花"])) == ["t"]
+
+
+def test_chinese_exclude_is_masked_first() -> None:
+    cotton = topic(include=["棉花"], exclude=["棉花糖"])
+    assert slugs(item("义乌棉花糖机械展销会"), cotton) == []
+    assert slugs(item("新疆棉花采收"), cotton) == ["t"]
+
+
+def test_exclude_vetoes_whatever_else_matched() -> None:
+    cotton = topic(include=["cotton"], exclude=["cotton candy"])
+    assert slugs(item("Cotton prices up", "cotton candy stall"), cotton) == []
+
+
+def test_all_of_requires_every_group() -> None:
+    rules = topic(include=["cotton"], all_of=[["price", "futures"], "India"])
+    assert slugs(item("Cotton futures rise in India"), rules) == ["t"]
+    assert slugs(item("Cotton futures rise in Pakistan"), rules) == []
+    assert slugs(item("Cotton harvest in India"), rules) == []
+
+
+def test_source_restriction() -> None:
+    rules = topic(include=["cotton"], sources=["trusted"])
+    assert slugs(item("Cotton", source="trusted"), rules) == ["t"]
+    assert slugs(item("Cotton", source="other"), rules) == []
+
+
+def test_hits_record_term_and_field() -> None:
+    rules = topic(include=["cotton", "yarn", "spinning"])
+    (match,) = categorize(
+        item("Cotton rally", "yarn mills", categories=("Spinning",)), compile_topics([rules])
+    )
+    assert match.hits == (
+        TermHit(term="cotton", field="title"),
+        TermHit(term="yarn", field="summary"),
+        TermHit(term="spinning", field="category"),
+    )
+
+
+def test_item_can_belong_to_several_topics() -> None:
+    a = topic(include=["cotton"])
+    b = topic(include=["India"]).model_copy(update={"slug": "b"})
+    assert slugs(item("Cotton output in India"), a, b) == ["t", "b"]
+
+
+def test_seed_article_lands_in_the_expected_shipped_topics() -> None:
+    """The article the project started from, as the demo's JSON Feed carries it."""
+    config = load_config(PROJECT / "config" / "demo")
+    topics = compile_topics(config.topics)
+    seed = PROJECT.parent / "shared" / "seed-article.txt"
+    body = (
+        seed.read_text(encoding="utf-8").split("(source: Hebei Daily)")[0]
+        if seed.is_file()
+        else "Qinghe cashmere town ... demonstration park ... creative design"
+    )
+    parsed = ParsedEntry(
+        guid="https://www.sjfzxm.com/global/en/591691.html",
+        link="https://www.sjfzxm.com/global/en/591691.html",
+        title=(
+            "Qinghe Cashmere Town In Xingtai, Hebei Province Was Selected Into The National "
+            "Textile And Clothing Creative Design Demonstration Park"
+        ),
+        title_is_html=False,
+        summary_html=f"<p>{body}</p>",
+        published_raw="2022/11/24 18:25:00",
+        updated_raw=None,
+        author=None,
+        categories=("Qinghe Cashmere", "brand building"),
+        language="en",
+    )
+    seed_item = normalize_entry(parsed, source_id="sjfzxm-en", base_url="", timezone=UTC, now=NOW)
+    assert seed_item is not None
+    found = {m.slug for m in categorize(seed_item, topics)}
+    assert {"clusters-parks", "cashmere-wool", "fashion-brands"} <= found
+    assert "sustainability" not in found
+    assert "smart-manufacturing" not in found
+
+
+@pytest.mark.parametrize(
+    ("title", "slug", "expected"),
+    [
+        ("Steel wool scourers recalled", "cashmere-wool", False),
+        ("Merino wool prices firm", "cashmere-wool", True),
+        ("Cotton candy makers meet", "cotton-fibre-prices", False),
+        ("Theme park visitors rise", "clusters-parks", False),
+        ("Keqiao cluster upgrades dyeing", "clusters-parks", True),
+        ("Carbon fibre plant opens", "sustainability", False),
+        ("Delivered in a timely fashion", "fashion-brands", False),
+        ("Fine china exports", "asian-markets", False),
+        ("Labour Party conference", "labour-compliance", False),
+        ("智能手机销量", "smart-manufacturing", False),
+        ("纺织机械出口增长", "smart-manufacturing", True),
+    ],
+)
+def test_shipped_taxonomy_excludes(title: str, slug: str, expected: bool) -> None:
+    topics = [t for t in shipped_topics() if t.slug == slug]
+    assert bool(categorize(item(title), topics)) is expected

@@ -1,0 +1,183 @@
+"""normalize: canonical links, dates, titles, sanitized HTML and dedupe keys (pure)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from aggregator.models import ParsedEntry
+from aggregator.normalize import (
+    canonical_url,
+    clean_title,
+    html_to_text,
+    normalize_entry,
+    parse_date,
+    sanitize_html,
+)
+
+NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+
+def entry(**overrides: object) -> ParsedEntry:
+    values: dict[str, object] = {
+        "guid": None,
+        "link": "https://news.example.com/a",
+        "title": "Cotton prices rise",
+        "title_is_html": False,
+        "summary_html": "<p>Body</p>",
+        "published_raw": "Wed, 25 Nov 2026 09:40:00 GMT",
+        "updated_raw": None,
+        "author": None,
+        "categories": (),
+        "language": "en",
+    }
+    values.update(overrides)
+    return ParsedEntry(**values)  # type: ignore[arg-type]
+
+
+def normalize(**overrides: object):  # type: ignore[no-untyped-def]
+    return normalize_entry(
+        entry(**overrides),
+        source_id="src",
+        base_url="https://news.example.com/feed/",
+        timezone=SHANGHAI,
+        now=NOW,
+    )
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("HTTP://WWW.Example.COM/a?b=2&a=1#frag", "http://www.example.com/a?a=1&b=2"),
+        ("https://example.com:443/x", "https://example.com/x"),
+        ("http://example.com:8080/x", "http://example.com:8080/x"),
+        (
+            "https://example.com/n?id=5&utm_source=feedburner&utm_medium=rss&fbclid=abc&gclid=1",
+            "https://example.com/n?id=5",
+        ),
+        ("/relative/path", "https://news.example.com/relative/path"),
+        ("story.html", "https://news.example.com/feed/story.html"),
+        ("javascript:alert(1)", None),
+        ("mailto:editor@example.com", None),
+        ("", None),
+        ("https://例子.中国/新闻", "https://xn--fsqu00a.xn--fiqs8s/%E6%96%B0%E9%97%BB"),
+    ],
+)
+def test_canonical_url(raw: str, expected: str | None) -> None:
+    assert canonical_url(raw, "https://news.example.com/feed/") == expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("Wed, 25 Nov 2026 09:40:00 GMT", datetime(2026, 11, 25, 9, 40, tzinfo=UTC)),
+        ("Tue, 24 Nov 2026 08:00:00 +0800", datetime(2026, 11, 24, 0, 0, tzinfo=UTC)),
+        ("2026-11-24T10:00:00+01:00", datetime(2026, 11, 24, 9, 0, tzinfo=UTC)),
+        ("2026-11-24T10:00:00Z", datetime(2026, 11, 24, 10, 0, tzinfo=UTC)),
+        # No zone written: the source's zone applies (China time, UTC+8).
+        ("2022/11/24 18:25:00", datetime(2022, 11, 24, 10, 25, tzinfo=UTC)),
+        ("2023/9/25 19:51:00", datetime(2023, 9, 25, 11, 51, tzinfo=UTC)),
+        ("2026-11-23", datetime(2026, 11, 22, 16, 0, tzinfo=UTC)),
+        ("Tue, 20 Jan 1789 00:00:00 +0000", None),
+        ("11/03/2025 – Sustainability", None),
+        ("not a date", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_parse_date(raw: str | None, expected: datetime | None) -> None:
+    assert parse_date(raw, SHANGHAI) == expected
+
+
+def test_future_dates_are_clamped_and_missing_dates_use_first_seen() -> None:
+    future = normalize(published_raw="Fri, 01 Jan 2099 10:00:00 +0000")
+    assert future is not None
+    assert future.published_at == NOW
+    assert not future.date_missing
+    missing = normalize(published_raw=None)
+    assert missing is not None
+    assert missing.published_at == NOW
+    assert missing.date_missing
+
+
+def test_updated_never_before_published() -> None:
+    item = normalize(published_raw="2026-11-25T10:00:00Z", updated_raw="2026-11-20T10:00:00Z")
+    assert item is not None
+    assert item.updated_at == item.published_at
+
+
+@pytest.mark.parametrize(
+    ("raw", "is_html", "expected"),
+    [
+        ("  Cotton\n\tprices   rise ", False, "Cotton prices rise"),
+        ("Cotton &amp;amp; wool", True, "Cotton & wool"),
+        ("AT&amp;T &#8211; results", False, "AT&T – results"),
+        ("Spunbond <b>starts</b>", True, "Spunbond starts"),
+        ("Bell\x07 and \x00null", False, "Bell and null"),
+        ("Price < $1 & rising", False, "Price < $1 & rising"),
+    ],
+)
+def test_clean_title(raw: str, is_html: bool, expected: str) -> None:
+    assert clean_title(raw, is_html=is_html) == expected
+
+
+def test_clean_title_shortens_very_long_titles() -> None:
+    title = clean_title("word " * 1000, is_html=False)
+    assert len(title) <= 300
+    assert title.endswith("…")
+
+
+def test_sanitize_removes_scripts_and_handlers_and_resolves_links() -> None:
+    dirty = (
+        '<p onclick="steal()">Hi <a href="/markets">m</a> <img src="img/c.png" onerror="x()">'
+        '<a href="javascript:alert(1)">bad</a></p><script>alert(1)</script><!-- c -->'
+    )
+    clean = sanitize_html(dirty, base_url="https://news.example.com/n/1.html")
+    assert "script" not in clean
+    assert "onclick" not in clean and "onerror" not in clean
+    assert "javascript" not in clean
+    assert "<!--" not in clean
+    assert 'href="https://news.example.com/markets"' in clean
+    assert 'src="https://news.example.com/n/img/c.png"' in clean
+
+
+def test_html_to_text_keeps_block_boundaries() -> None:
+    assert html_to_text("<p>One&nbsp;two</p><p>three</p>", 100) == "One two three"
+
+
+def test_numeric_guid_is_scoped_to_its_source_and_link_is_global() -> None:
+    item = normalize(guid="312398")
+    assert item is not None
+    assert item.keys == ("link:https://news.example.com/a", "guid:src:312398")
+
+
+def test_permalink_guid_is_a_global_key() -> None:
+    item = normalize(link=None, guid="https://news.example.com/story?utm_source=x")
+    assert item is not None
+    assert item.keys == ("link:https://news.example.com/story",)
+
+
+def test_entry_without_link_or_guid_gets_a_content_key() -> None:
+    item = normalize(link=None)
+    assert item is not None
+    assert item.keys[0].startswith("hash:src:")
+
+
+def test_entry_with_nothing_to_show_is_dropped() -> None:
+    assert normalize(link=None, title="", summary_html="") is None
+
+
+def test_untitled_entry_borrows_its_summary() -> None:
+    item = normalize(title="", summary_html="<p>Mills in Surat restart looms</p>")
+    assert item is not None
+    assert item.title == "Mills in Surat restart looms"
+
+
+def test_content_hash_tracks_visible_content() -> None:
+    first, again, edited = normalize(), normalize(), normalize(title="Cotton prices fall")
+    assert first is not None and again is not None and edited is not None
+    assert first.content_hash == again.content_hash
+    assert first.content_hash != edited.content_hash

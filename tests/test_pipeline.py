@@ -1,0 +1,179 @@
+"""End to end: fixture feeds on a real 127.0.0.1 server -> database -> published feeds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import feedparser
+import pytest
+
+from aggregator.config import AppConfig, load_config
+from aggregator.models import FetchOutcome
+from aggregator.pipeline import run_cycle
+from aggregator.storage import Storage
+from tests.conftest import DATA, FeedServer, Route, write_config
+
+TOPICS = """\
+topics:
+  - slug: cashmere-wool
+    title: Cashmere & Wool
+    include: [cashmere, wool]
+  - slug: cotton
+    title: Cotton
+    include: [cotton]
+  - slug: parks
+    title: Parks
+    include: [demonstration park]
+  - slug: technical
+    title: Technical
+    include: [spunbond]
+"""
+
+
+@pytest.fixture
+def setup(tmp_path: Path, feed_server: FeedServer) -> tuple[AppConfig, Storage, FeedServer]:
+    feed_server.routes["/mills.rss"] = Route(body=(DATA / "e2e" / "mills.rss").read_bytes())
+    feed_server.routes["/wire.atom"] = Route(
+        body=(DATA / "e2e" / "wire.atom").read_bytes(), content_type="application/atom+xml"
+    )
+    feed_server.routes["/down.rss"] = Route(status=500, validators=False)
+    sources = f"""\
+sources:
+  - id: mills
+    name: Mill News
+    url: {feed_server.url("/mills.rss")}
+    home: https://mills.example.com/
+  - id: wire
+    name: Textile Wire
+    url: {feed_server.url("/wire.atom")}
+    home: https://wire.example.net/
+  - id: down
+    name: Down Portal
+    url: {feed_server.url("/down.rss")}
+"""
+    config = load_config(write_config(tmp_path / "cfg", sources=sources, topics=TOPICS))
+    storage = Storage.open_sqlite(config.database_path)
+    yield config, storage, feed_server
+    storage.close()
+
+
+def read(config: AppConfig, name: str) -> feedparser.FeedParserDict:
+    feed = feedparser.parse((config.output_dir / name).read_bytes())
+    assert not feed.bozo, feed.get("bozo_exception")
+    return feed
+
+
+def test_cycle_end_to_end(setup: tuple[AppConfig, Storage, FeedServer]) -> None:
+    config, storage, _ = setup
+    report = run_cycle(config, storage)
+
+    outcomes = {r.source_id: r for r in report.sources}
+    assert outcomes["mills"].outcome is FetchOutcome.OK
+    assert outcomes["wire"].outcome is FetchOutcome.OK
+    assert outcomes["down"].outcome is FetchOutcome.FAILED
+    assert outcomes["down"].error == "HTTP 500 Internal Server Error"
+    assert report.new_items == 4  # five entries, one story carried by both sources
+    assert dict(report.topic_counts) == {
+        "cashmere-wool": 2,
+        "cotton": 1,
+        "parks": 1,
+        "technical": 1,
+    }
+    assert len(report.files_written) == 8
+
+    # The shared story: one entry, attributed to the first source, naming the second.
+    for name in ("cotton.rss", "cotton.atom"):
+        (entry,) = read(config, name).entries
+        assert entry.title == "Cotton futures climb in Zhengzhou"
+        assert entry.link == "https://mills.example.com/news/cotton-futures-zhengzhou-502.html"
+        assert entry.source.title == "Mill News"
+        assert "Source: <a" in entry.summary and ">Mill News</a>" in entry.summary
+        assert "Also carried by: <a" in entry.summary and ">Textile Wire</a>" in entry.summary
+
+    rss, atom = read(config, "cashmere-wool.rss"), read(config, "cashmere-wool.atom")
+    assert [e.title for e in rss.entries] == [
+        "Merino wool auction firm",
+        "Qinghe cashmere town named national demonstration park",
+    ]
+    assert [e.id for e in rss.entries] == [e.id for e in atom.entries]
+    assert len({e.id for e in rss.entries}) == len(rss.entries)
+    assert [e.source.title for e in atom.entries] == ["Textile Wire", "Mill News"]
+    assert rss.entries[1].link in (read(config, "parks.rss").entries[0].link,)
+    assert {t.term for t in atom.entries[1].tags} == {"cashmere-wool", "parks"}
+
+    states = storage.source_states()
+    assert states["down"].error_count == 1
+    assert states["mills"].validators.etag
+
+
+def test_second_cycle_is_304_and_rewrites_nothing(
+    setup: tuple[AppConfig, Storage, FeedServer],
+) -> None:
+    config, storage, server = setup
+    run_cycle(config, storage)
+    written = {p: p.stat().st_mtime_ns for p in config.output_dir.iterdir()}
+    server.hits.clear()
+
+    report = run_cycle(config, storage)
+
+    assert {r.source_id: r.outcome for r in report.sources} == {
+        "mills": FetchOutcome.NOT_MODIFIED,
+        "wire": FetchOutcome.NOT_MODIFIED,
+        "down": FetchOutcome.FAILED,
+    }
+    conditional = [h for h in server.hits if h.path in ("/mills.rss", "/wire.atom")]
+    assert [h.status for h in conditional] == [304, 304]
+    assert all("if-none-match" in h.headers for h in conditional)
+    assert report.new_items == 0
+    assert report.files_written == ()
+    assert {p: p.stat().st_mtime_ns for p in config.output_dir.iterdir()} == written
+    assert storage.item_count() == 4
+    assert storage.source_states()["down"].error_count == 2
+
+
+def test_changed_feed_adds_only_the_new_item(
+    setup: tuple[AppConfig, Storage, FeedServer],
+) -> None:
+    config, storage, server = setup
+    run_cycle(config, storage)
+    body = server.routes["/mills.rss"].body.replace(
+        b"<item>",
+        b"<item><title>Wool top prices ease</title><link>https://mills.example.com/504</link>"
+        b"<guid>504</guid><pubDate>Thu, 26 Nov 2026 01:00:00 GMT</pubDate></item><item>",
+        1,
+    )
+    server.routes["/mills.rss"] = Route(body=body)
+    report = run_cycle(config, storage)
+    assert report.new_items == 1
+    assert sorted(Path(p).name for p in report.files_written) == [
+        "cashmere-wool.atom",
+        "cashmere-wool.rss",
+    ]
+    assert read(config, "cashmere-wool.rss").entries[0].title == "Wool top prices ease"
+
+
+def test_unparseable_feed_is_recorded_and_keeps_validators_fresh(
+    setup: tuple[AppConfig, Storage, FeedServer],
+) -> None:
+    config, storage, server = setup
+    server.routes["/wire.atom"] = Route(body=b"<html><body>Maintenance</body></html>")
+    report = run_cycle(config, storage)
+    wire = next(r for r in report.sources if r.source_id == "wire")
+    assert wire.outcome is FetchOutcome.FAILED
+    assert wire.error == "not a feed: the server returned an HTML page"
+    state = storage.source_states()["wire"]
+    assert state.validators.etag is None  # next poll downloads in full, no 304 trap
+    assert storage.source_states()["mills"].error_count == 0
+
+
+def test_stop_event_ends_the_cycle_after_the_current_source(
+    setup: tuple[AppConfig, Storage, FeedServer],
+) -> None:
+    import threading
+
+    config, storage, _ = setup
+    stop = threading.Event()
+    stop.set()
+    report = run_cycle(config, storage, stop=stop)
+    assert report.sources == ()
+    assert storage.item_count() == 0
