@@ -5,13 +5,15 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from aggregator.categorize import CompiledTopic, categorize, compile_topics
 from aggregator.config import TopicConfig, load_config
-from aggregator.models import Item, ParsedEntry, TermHit
+from aggregator.models import FetchOutcome, FetchResult, Item, TermHit
 from aggregator.normalize import normalize_entry
+from aggregator.parse import parse_feed
 
 NOW = datetime(2026, 11, 26, tzinfo=UTC)
 PROJECT = Path(__file__).parent.parent
@@ -117,33 +119,22 @@ def test_item_can_belong_to_several_topics() -> None:
 
 
 def test_seed_article_lands_in_the_expected_shipped_topics() -> None:
-    """The article the project started from, as the demo's JSON Feed carries it."""
+    """The article the project started from, as the offline example ships it."""
     config = load_config(PROJECT / "config" / "demo")
-    topics = compile_topics(config.topics)
-    seed = PROJECT.parent / "shared" / "seed-article.txt"
-    body = (
-        seed.read_text(encoding="utf-8").split("(source: Hebei Daily)")[0]
-        if seed.is_file()
-        else "Qinghe cashmere town ... demonstration park ... creative design"
+    snapshot = PROJECT / "config" / "demo" / "snapshots" / "sjfzxm-en.json"
+    feed = parse_feed(
+        FetchResult(
+            source_id="sjfzxm-en", url=str(snapshot), outcome=FetchOutcome.OK,
+            body=snapshot.read_bytes(),
+        )
+    )  # fmt: skip
+    (entry,) = [e for e in feed.entries if e.link and e.link.endswith("/591691.html")]
+    assert "(source: Hebei Daily)" in entry.summary_html
+    seed = normalize_entry(
+        entry, source_id="sjfzxm-en", base_url="", timezone=ZoneInfo("Asia/Shanghai"), now=NOW
     )
-    parsed = ParsedEntry(
-        guid="https://www.sjfzxm.com/global/en/591691.html",
-        link="https://www.sjfzxm.com/global/en/591691.html",
-        title=(
-            "Qinghe Cashmere Town In Xingtai, Hebei Province Was Selected Into The National "
-            "Textile And Clothing Creative Design Demonstration Park"
-        ),
-        title_is_html=False,
-        summary_html=f"<p>{body}</p>",
-        published_raw="2022/11/24 18:25:00",
-        updated_raw=None,
-        author=None,
-        categories=("Qinghe Cashmere", "brand building"),
-        language="en",
-    )
-    seed_item = normalize_entry(parsed, source_id="sjfzxm-en", base_url="", timezone=UTC, now=NOW)
-    assert seed_item is not None
-    found = {m.slug for m in categorize(seed_item, topics)}
+    assert seed is not None
+    found = {m.slug for m in categorize(seed, compile_topics(config.topics))}
     assert {"clusters-parks", "cashmere-wool", "fashion-brands"} <= found
     assert "sustainability" not in found
     assert "smart-manufacturing" not in found
