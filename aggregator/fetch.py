@@ -87,7 +87,8 @@ class Fetcher:
                 if request.is_local:
                     return await asyncio.to_thread(_read_local, request, settings.max_body)
                 host = (urlsplit(request.url).hostname or "").lower()
-                async with global_slots, host_slots[host]:
+                # Host slot first: requests queued for a busy host must not hold global slots.
+                async with host_slots[host], global_slots:
                     return await self._fetch_http(client, request)
 
             return list(await asyncio.gather(*(one(r) for r in requests)))

@@ -84,8 +84,19 @@ def run_cycle(
             break
         reports.append(_ingest(config, storage, topics, source, result, now))
 
-    report = _publish(config, storage, tuple(reports))
-    return report
+    changed = any(r.new_items or r.updated_items for r in reports)
+    # The daemon looks for due sources every minute; re-render only when something
+    # changed (or an output file went missing), a one-shot run always re-renders.
+    publish = not due_only or changed or _output_missing(config)
+    return _report(config, storage, tuple(reports), publish=publish)
+
+
+def _output_missing(config: AppConfig) -> bool:
+    return any(
+        not (config.output_dir / f"{topic.slug}.{ext}").is_file()
+        for topic in config.topics
+        for ext in ("rss", "atom")
+    )
 
 
 def _is_due(state: SourceState | None, now: datetime) -> bool:
@@ -115,11 +126,14 @@ def _ingest(
                 log.debug("feed warning source=%s: %s", source.id, parsed.warning)
             base = result.final_url if result.final_url.startswith("http") else (source.home or "")
             zone = ZoneInfo(source.timezone)
+            seen_keys: set[str] = set()
             for entry in parsed.entries:
                 item = normalize_entry(
                     entry, source_id=source.id, base_url=base, timezone=zone, now=now
                 )
-                if item is not None:
+                # A feed listing one story twice keeps its first (newest) version.
+                if item is not None and seen_keys.isdisjoint(item.keys):
+                    seen_keys.update(item.keys)
                     items.append(item)
 
     next_check = now + timedelta(seconds=config.interval_of(source))
@@ -166,12 +180,15 @@ def _store_items(
     return _Stored(new=new, updated=updated)
 
 
-def _publish(config: AppConfig, storage: Storage, reports: tuple[SourceReport, ...]) -> CycleReport:
+def _report(
+    config: AppConfig, storage: Storage, reports: tuple[SourceReport, ...], *, publish: bool
+) -> CycleReport:
+    """Publish every topic (if ``publish``) and sum the cycle up."""
     titles = {t.slug: t.title for t in config.topics}
     written: list[str] = []
     unchanged = 0
     errors: list[str] = []
-    for topic in config.topics:
+    for topic in config.topics if publish else ():
         items = storage.items_for_topic(topic.slug, config.settings.items_per_feed)
         try:
             result = publish_topic(

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import feedparser
 import pytest
 from click.testing import CliRunner
 
@@ -68,6 +69,12 @@ def test_demo_runs_offline_and_a_rerun_changes_nothing(demo: Path) -> None:
     assert sum(1 for n in counts.values() if n > 0) >= 8
     assert "Feeds: 24 written, 0 unchanged" in out
     output = demo.parent.parent / "feeds_out"
+    for path in sorted(output.iterdir()):
+        feed = feedparser.parse(path.read_bytes())
+        assert not feed.bozo, (path.name, feed.get("bozo_exception"))
+        for entry in feed.entries:  # every item is attributed, in both formats
+            assert entry.source.title, (path.name, entry.title)
+            assert "<p>Source: <a href=" in entry.summary, (path.name, entry.title)
     mtimes = {p.name: p.stat().st_mtime_ns for p in output.iterdir()}
 
     code, again, _ = invoke("--config", str(demo), "run", "--once")

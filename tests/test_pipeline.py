@@ -177,3 +177,43 @@ def test_stop_event_ends_the_cycle_after_the_current_source(
     report = run_cycle(config, storage, stop=stop)
     assert report.sources == ()
     assert storage.item_count() == 0
+
+
+def test_due_only_polls_sources_whose_time_has_come(
+    setup: tuple[AppConfig, Storage, FeedServer],
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    config, storage, server = setup
+    start = datetime.now(UTC)
+    run_cycle(config, storage, now=start)
+    server.hits.clear()
+    (config.output_dir / "cotton.rss").unlink()
+
+    early = run_cycle(config, storage, now=start + timedelta(minutes=5), due_only=True)
+    assert early.sources == ()
+    assert server.hits == []
+    # Nothing was polled, but a missing output file is still rebuilt.
+    assert [Path(p).name for p in early.files_written] == ["cotton.rss"]
+
+    quiet = run_cycle(config, storage, now=start + timedelta(minutes=5), due_only=True)
+    assert quiet.files_written == () and quiet.files_unchanged == 0  # nothing re-rendered
+
+    due = run_cycle(config, storage, now=start + timedelta(minutes=11), due_only=True)
+    assert {r.source_id for r in due.sources} == {"mills", "wire", "down"}
+
+
+def test_story_listed_twice_in_one_feed_is_stored_once(
+    setup: tuple[AppConfig, Storage, FeedServer],
+) -> None:
+    config, storage, server = setup
+    body = server.routes["/mills.rss"].body
+    first_item = body[body.index(b"<item>") : body.index(b"</item>") + len(b"</item>")]
+    edited = first_item.replace(b"joins the list", b"was added to the list")
+    server.routes["/mills.rss"] = Route(body=body.replace(b"</channel>", edited + b"</channel>"))
+    report = run_cycle(config, storage)
+    mills = next(r for r in report.sources if r.source_id == "mills")
+    assert mills.entries_seen == 4
+    assert mills.new_items == 3
+    (entry,) = read(config, "parks.rss").entries
+    assert "joins the list" in entry.summary

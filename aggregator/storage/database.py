@@ -264,13 +264,18 @@ class Transaction:
     def sync_sources(self, configs: Iterable[SourceConfig]) -> None:
         """Create or update source rows from the config (names and URLs may change)."""
         sources = self._t["sources"]
-        existing = set(self._c.execute(sa.select(sources.c.id)).scalars())
+        existing = {
+            row.id: {"name": row.name, "url": row.url, "home": row.home}
+            for row in self._c.execute(
+                sa.select(sources.c.id, sources.c.name, sources.c.url, sources.c.home)
+            )
+        }
         for config in configs:
             values = {"name": config.name, "url": config.url, "home": config.home}
-            if config.id in existing:
-                self._c.execute(sources.update().where(sources.c.id == config.id).values(values))
-            else:
+            if config.id not in existing:
                 self._c.execute(sources.insert().values(id=config.id, **values))
+            elif existing[config.id] != values:
+                self._c.execute(sources.update().where(sources.c.id == config.id).values(values))
 
     def record_fetch(
         self, result: FetchResult, *, error: str | None, next_check: datetime, now: datetime
