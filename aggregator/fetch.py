@@ -13,13 +13,13 @@ slot forever), and a body cap counted after decompression.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -102,30 +102,21 @@ class Fetcher:
             headers["If-Modified-Since"] = request.validators.last_modified
 
         def failed(reason: str, status: int | None = None) -> FetchResult:
-            return FetchResult(
-                source_id=request.source_id,
-                url=request.url,
-                outcome=FetchOutcome.FAILED,
-                status=status,
-                error=reason,
-                validators=request.validators,
-                duration=time.monotonic() - started,
-            )
+            return _result(request, started, FetchOutcome.FAILED, status=status, error=reason)
 
         try:
             async with asyncio.timeout(self._settings.deadline):
                 async with client.stream("GET", request.url, headers=headers) as response:
                     status = response.status_code
                     if status == 304:
-                        return FetchResult(
-                            source_id=request.source_id,
-                            url=request.url,
-                            outcome=FetchOutcome.NOT_MODIFIED,
+                        return _result(
+                            request,
+                            started,
+                            FetchOutcome.NOT_MODIFIED,
                             status=status,
                             # A 304 may carry fresh validators (RFC 9110 15.4.5); keep them.
                             validators=_validators(response.headers, request.validators),
                             final_url=str(response.url),
-                            duration=time.monotonic() - started,
                         )
                     if status >= 400 or status < 200:
                         return failed(f"HTTP {status} {response.reason_phrase}".strip(), status)
@@ -136,10 +127,10 @@ class Fetcher:
                             return failed(
                                 f"body larger than {self._settings.max_body} bytes", status
                             )
-                    return FetchResult(
-                        source_id=request.source_id,
-                        url=request.url,
-                        outcome=FetchOutcome.OK,
+                    return _result(
+                        request,
+                        started,
+                        FetchOutcome.OK,
                         status=status,
                         body=bytes(body),
                         headers=tuple(
@@ -149,7 +140,6 @@ class Fetcher:
                         ),
                         validators=_validators(response.headers, Validators()),
                         final_url=str(response.url),
-                        duration=time.monotonic() - started,
                     )
         except TimeoutError:
             return failed(f"no complete response within the {self._settings.deadline:g}s deadline")
@@ -171,6 +161,21 @@ _ACCEPT = (
 )
 
 
+def _result(
+    request: FetchRequest, started: float, outcome: FetchOutcome, **fields: Any
+) -> FetchResult:
+    """A FetchResult for ``request``; failures keep the validators we sent."""
+    if outcome is FetchOutcome.FAILED:
+        fields.setdefault("validators", request.validators)
+    return FetchResult(
+        source_id=request.source_id,
+        url=request.url,
+        outcome=outcome,
+        duration=time.monotonic() - started,
+        **fields,
+    )
+
+
 def _validators(headers: httpx.Headers, fallback: Validators) -> Validators:
     return Validators(
         etag=headers.get("etag") or fallback.etag,
@@ -189,37 +194,24 @@ def _read_local(request: FetchRequest, max_body: int) -> FetchResult:
             last_modified=formatdate(stat.st_mtime, usegmt=True),
         )
         if validators.etag == request.validators.etag:
-            return FetchResult(
-                source_id=request.source_id,
-                url=request.url,
-                outcome=FetchOutcome.NOT_MODIFIED,
+            return _result(
+                request,
+                started,
+                FetchOutcome.NOT_MODIFIED,
                 validators=validators,
                 final_url=path.as_uri(),
-                duration=time.monotonic() - started,
             )
         if stat.st_size > max_body:
             raise OSError(f"file larger than {max_body} bytes")
         body = path.read_bytes()
     except OSError as exc:
-        return FetchResult(
-            source_id=request.source_id,
-            url=request.url,
-            outcome=FetchOutcome.FAILED,
-            error=f"cannot read snapshot: {exc.strerror or exc}",
-            validators=request.validators,
-            duration=time.monotonic() - started,
-        )
-    return FetchResult(
-        source_id=request.source_id,
-        url=request.url,
-        outcome=FetchOutcome.OK,
+        reason = f"cannot read snapshot: {exc.strerror or exc}"
+        return _result(request, started, FetchOutcome.FAILED, error=reason)
+    return _result(
+        request,
+        started,
+        FetchOutcome.OK,
         body=body,
         validators=validators,
         final_url=path.as_uri(),
-        duration=time.monotonic() - started,
     )
-
-
-def body_hash(body: bytes) -> str:
-    """Stable fingerprint of a response body."""
-    return hashlib.sha256(body).hexdigest()
