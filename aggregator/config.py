@@ -50,7 +50,14 @@ def _fail(kind: str, message: str) -> PydanticCustomError:
 
 
 def _duration(value: object) -> float:
-    """Seconds from ``90``, ``"90s"``, ``"30m"``, ``"2h"`` or ``"1d"``."""
+    """Seconds from ``90``, ``"90s"``, ``"30m"``, ``"2h"`` or ``"1d"``; more than zero."""
+    seconds = _duration_or_zero(value)
+    if seconds == 0:
+        raise _fail("duration", "must be greater than zero")
+    return seconds
+
+
+def _duration_or_zero(value: object) -> float:
     if isinstance(value, bool):
         raise _fail("duration", "expected a duration such as 90, 30s, 15m, 2h or 1d")
     if isinstance(value, int | float):
@@ -61,8 +68,8 @@ def _duration(value: object) -> float:
         seconds = float(m.group(1)) * _DURATION_UNITS[m.group(2) or "s"]
     else:
         raise _fail("duration", "expected a duration such as 90, 30s, 15m, 2h or 1d")
-    if seconds <= 0:
-        raise _fail("duration", "must be greater than zero")
+    if seconds < 0:
+        raise _fail("duration", "must not be negative")
     return seconds
 
 
@@ -141,6 +148,7 @@ def _pattern(regex: re.Pattern[str], what: str) -> Callable[[object], str]:
 
 
 Duration = Annotated[float, BeforeValidator(_duration)]
+DurationOrZero = Annotated[float, BeforeValidator(_duration_or_zero)]
 Size = Annotated[int, BeforeValidator(_size)]
 TermList = Annotated[tuple[str, ...], BeforeValidator(_term_list)]
 TermGroups = Annotated[tuple[tuple[str, ...], ...], BeforeValidator(_term_groups)]
@@ -178,6 +186,44 @@ class FetchSettings(_Model):
     deadline: Duration = 60.0
     #: Largest body accepted, counted after decompression.
     max_body: Size = 10 * 1024 * 1024
+    #: Least time between the starts of two requests to one host.
+    per_host_delay: DurationOrZero = 1.0
+    #: Fetch private, loopback and link-local addresses (off: a feed URL must not reach
+    #: into the operator's own network; tests turn it on for 127.0.0.1).
+    allow_private_addresses: bool = False
+
+
+class ScheduleSettings(_Model):
+    """When each source is polled next; see ``aggregator.schedule``."""
+
+    #: Bounds of every computed interval (error backoff and gone sources aside).
+    min_interval: Duration = 300.0
+    max_interval: Duration = 86400.0
+    #: Poll busy sources more often and quiet ones less, from their posting rate.
+    #: A source's own ``interval`` always wins over this.
+    adaptive: bool = True
+    #: First wait after an error; doubles with every further error, up to the cap.
+    error_backoff: Duration = 300.0
+    error_backoff_cap: Duration = 21600.0
+    #: Random extra wait, as a fraction of the interval, so polls do not bunch up.
+    jitter: float = Field(default=0.1, ge=0, le=1)
+    #: How often a source answering 410 Gone is still probed.
+    gone_interval: Duration = 7 * 86400.0
+    #: Consecutive polls showing the same permanent redirect before we follow it.
+    redirect_confirmations: int = Field(default=3, ge=1, le=100)
+    #: Fetch without validators at least this often (servers with broken 304s).
+    unconditional_every: Duration = 86400.0
+
+
+class LoggingSettings(_Model):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    #: "text" for people, "json" (one object per line) for log collectors.
+    format: Literal["text", "json"] = "text"
+
+
+class StatusSettings(_Model):
+    #: ``status`` exits 1 when a source has failed this many polls in a row.
+    failing_after: int = Field(default=3, ge=1)
 
 
 class Settings(_Model):
@@ -197,6 +243,9 @@ class Settings(_Model):
     #: Topics file, relative to the config folder (lets several configs share one taxonomy).
     topics_file: NonEmptyStr = DEFAULT_TOPICS_FILE
     fetch: FetchSettings = FetchSettings()
+    schedule: ScheduleSettings = ScheduleSettings()
+    logging: LoggingSettings = LoggingSettings()
+    status: StatusSettings = StatusSettings()
 
 
 # --- sources.yaml ------------------------------------------------------------------

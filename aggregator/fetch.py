@@ -2,21 +2,31 @@
 
 ``Fetcher.fetch_all`` takes ``FetchRequest``s and returns one ``FetchResult`` per
 request, in order, never raising for a single source: network errors, HTTP errors,
-timeouts and oversized bodies become ``FetchOutcome.FAILED`` with a readable reason.
+timeouts and oversized bodies become ``FetchOutcome.FAILED`` with a readable reason
+and an ``error_type``.
 
-Politeness and limits: one shared ``httpx.AsyncClient``, a global concurrency limit and
-a per-host one, conditional GET with the stored ETag / Last-Modified, connect and read
-timeouts plus a total deadline per request (so a server trickling bytes cannot hold a
-slot forever), and a body cap counted after decompression.
+Politeness: one shared ``httpx.AsyncClient``; a global concurrency limit and a
+per-host one; a minimum gap between request starts to one host; conditional GET with
+the stored ETag / Last-Modified; a host that answers 429/503 with Retry-After is left
+alone until then (requests still queued for it come back ``DEFERRED``).
+
+Limits that hold against hostile servers: connect and read timeouts plus a total
+deadline per request (a server dribbling one byte a second is cut there), a body cap
+counted after decompression (a gzip bomb stops early), at most 5 redirects, and no
+private, loopback or link-local address unless settings allow it (checked on the
+resolved address of every hop, redirects included).
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
+import socket
 import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from email.utils import formatdate
 from pathlib import Path
 from typing import Any
@@ -26,9 +36,23 @@ import httpx
 
 from aggregator.config import FetchSettings
 from aggregator.models import FetchOutcome, FetchResult, Validators
+from aggregator.schedule import retry_after
 
-_KEPT_HEADERS = ("content-type", "content-location", "content-language")
+_KEPT_HEADERS = (
+    "content-type",
+    "content-location",
+    "content-language",
+    "cache-control",
+    "expires",
+    "retry-after",
+)
 MAX_REDIRECTS = 5
+_PERMANENT_REDIRECTS = frozenset({301, 308})
+_RETRY_LATER = frozenset({429, 503})
+_ACCEPT = (
+    "application/atom+xml, application/rss+xml, application/rdf+xml, application/feed+json, "
+    "application/xml;q=0.9, text/xml;q=0.9, application/json;q=0.8, */*;q=0.1"
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -41,6 +65,78 @@ class FetchRequest:
     @property
     def is_local(self) -> bool:
         return not self.url.lower().startswith(("http://", "https://"))
+
+
+def host_of(url: str) -> str:
+    return (urlsplit(url).hostname or "").lower()
+
+
+class ForbiddenAddressError(httpx.TransportError):
+    """The host resolves to a private, loopback or link-local address."""
+
+
+class _HostGate:
+    """Per-host politeness inside one fetch round: slots, gaps and Retry-After blocks."""
+
+    def __init__(self, settings: FetchSettings, blocked: dict[str, datetime]) -> None:
+        self._settings = settings
+        self.blocked = dict(blocked)
+        self._slots: defaultdict[str, asyncio.Semaphore] = defaultdict(
+            lambda: asyncio.Semaphore(settings.per_host)
+        )
+        self._last_start: dict[str, float] = {}
+
+    def slot(self, host: str) -> asyncio.Semaphore:
+        return self._slots[host]
+
+    async def wait_turn(self, host: str) -> None:
+        """Sleep until ``per_host_delay`` has passed since the last request to ``host``."""
+        last = self._last_start.get(host)
+        if last is not None:
+            delay = last + self._settings.per_host_delay - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+        self._last_start[host] = time.monotonic()
+
+    def blocked_until(self, host: str) -> datetime | None:
+        until = self.blocked.get(host)
+        return until if until and until > datetime.now(UTC) else None
+
+
+class _GuardedTransport(httpx.AsyncBaseTransport):
+    """Refuses hosts resolving to non-public addresses, on every request and redirect hop.
+
+    The address is resolved here and again when connecting, so a DNS answer changing in
+    between (rebinding) is not caught; this guards against configuration mistakes and
+    redirects into the operator's network, not a hostile DNS server."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self._inner = inner
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        host = request.url.host
+        port = request.url.port or (443 if request.url.scheme == "https" else 80)
+        try:
+            addresses = [ipaddress.ip_address(host)]
+        except ValueError:
+            try:
+                infos = await asyncio.get_running_loop().getaddrinfo(
+                    host, port, type=socket.SOCK_STREAM
+                )
+            except OSError as exc:
+                raise httpx.ConnectError(f"cannot resolve {host}: {exc}", request=request) from exc
+            addresses = [ipaddress.ip_address(info[4][0]) for info in infos]
+        for address in addresses:
+            if not address.is_global or address.is_multicast:
+                raise ForbiddenAddressError(
+                    f"{host} resolves to the non-public address {address} "
+                    "(set fetch.allow_private_addresses to allow it)",
+                    request=request,
+                )
+        return await self._inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
 
 
 class Fetcher:
@@ -57,11 +153,17 @@ class Fetcher:
         self._user_agent = user_agent
         self._transport = transport  # tests may inject one; production uses the default
 
-    def fetch_all(self, requests: Sequence[FetchRequest]) -> list[FetchResult]:
-        """Fetch every request; results are in the same order as ``requests``."""
-        return asyncio.run(self.fetch_all_async(requests))
+    def fetch_all(
+        self, requests: Sequence[FetchRequest], *, blocked_hosts: dict[str, datetime] | None = None
+    ) -> list[FetchResult]:
+        """Fetch every request; results are in the same order as ``requests``.
 
-    async def fetch_all_async(self, requests: Sequence[FetchRequest]) -> list[FetchResult]:
+        ``blocked_hosts`` maps host -> time before which it must not be contacted."""
+        return asyncio.run(self.fetch_all_async(requests, blocked_hosts=blocked_hosts or {}))
+
+    async def fetch_all_async(
+        self, requests: Sequence[FetchRequest], *, blocked_hosts: dict[str, datetime]
+    ) -> list[FetchResult]:
         settings = self._settings
         timeout = httpx.Timeout(
             connect=settings.connect_timeout,
@@ -69,27 +171,37 @@ class Fetcher:
             write=settings.read_timeout,
             pool=settings.deadline,
         )
-        limits = httpx.Limits(max_connections=settings.concurrency)
-        global_slots = asyncio.Semaphore(settings.concurrency)
-        host_slots: defaultdict[str, asyncio.Semaphore] = defaultdict(
-            lambda: asyncio.Semaphore(settings.per_host)
+        transport = self._transport or httpx.AsyncHTTPTransport(
+            limits=httpx.Limits(max_connections=settings.concurrency)
         )
+        if not settings.allow_private_addresses:
+            transport = _GuardedTransport(transport)
+        global_slots = asyncio.Semaphore(settings.concurrency)
+        gate = _HostGate(settings, blocked_hosts)
         async with httpx.AsyncClient(
             headers={"User-Agent": self._user_agent, "Accept": _ACCEPT},
             timeout=timeout,
-            limits=limits,
             follow_redirects=True,
             max_redirects=MAX_REDIRECTS,
-            transport=self._transport,
+            transport=transport,
         ) as client:
 
             async def one(request: FetchRequest) -> FetchResult:
                 if request.is_local:
                     return await asyncio.to_thread(_read_local, request, settings.max_body)
-                host = (urlsplit(request.url).hostname or "").lower()
+                host = host_of(request.url)
                 # Host slot first: requests queued for a busy host must not hold global slots.
-                async with host_slots[host], global_slots:
-                    return await self._fetch_http(client, request)
+                async with gate.slot(host), global_slots:
+                    if until := gate.blocked_until(host):
+                        return _result(
+                            request, time.monotonic(), FetchOutcome.DEFERRED,
+                            host_blocked_until=until, validators=request.validators,
+                        )  # fmt: skip
+                    await gate.wait_turn(host)
+                    result = await self._fetch_http(client, request)
+                    if result.host_blocked_until:
+                        gate.blocked[host] = result.host_blocked_until
+                    return result
 
             return list(await asyncio.gather(*(one(r) for r in requests)))
 
@@ -100,65 +212,75 @@ class Fetcher:
             headers["If-None-Match"] = request.validators.etag
         if request.validators.last_modified:
             headers["If-Modified-Since"] = request.validators.last_modified
+        conditional = bool(headers)
 
-        def failed(reason: str, status: int | None = None) -> FetchResult:
-            return _result(request, started, FetchOutcome.FAILED, status=status, error=reason)
+        def failed(reason: str, kind: str, **fields: Any) -> FetchResult:
+            fields.setdefault("conditional", conditional)
+            return _result(
+                request, started, FetchOutcome.FAILED, error=reason, error_type=kind, **fields
+            )
 
         try:
             async with asyncio.timeout(self._settings.deadline):
                 async with client.stream("GET", request.url, headers=headers) as response:
                     status = response.status_code
+                    kept = tuple(
+                        (name, response.headers[name])
+                        for name in _KEPT_HEADERS
+                        if name in response.headers
+                    )
+                    moved = {
+                        "redirected_to": str(response.url) if response.history else None,
+                        "redirect_permanent": bool(response.history)
+                        and all(r.status_code in _PERMANENT_REDIRECTS for r in response.history),
+                        "headers": kept,
+                        "status": status,
+                        "conditional": conditional,
+                        "final_url": str(response.url),
+                    }
                     if status == 304:
                         return _result(
-                            request,
-                            started,
-                            FetchOutcome.NOT_MODIFIED,
-                            status=status,
+                            request, started, FetchOutcome.NOT_MODIFIED,
                             # A 304 may carry fresh validators (RFC 9110 15.4.5); keep them.
                             validators=_validators(response.headers, request.validators),
-                            final_url=str(response.url),
-                        )
+                            **moved,
+                        )  # fmt: skip
                     if status >= 400 or status < 200:
-                        return failed(f"HTTP {status} {response.reason_phrase}".strip(), status)
+                        blocked = None
+                        if status in _RETRY_LATER:
+                            blocked = retry_after(response.headers.get("retry-after"), _now())
+                        reason = f"HTTP {status} {response.reason_phrase}".strip()
+                        return failed(reason, "http", host_blocked_until=blocked, **moved)
                     body = bytearray()
                     async for chunk in response.aiter_bytes():
                         body += chunk
                         if len(body) > self._settings.max_body:
-                            return failed(
-                                f"body larger than {self._settings.max_body} bytes", status
-                            )
+                            limit = self._settings.max_body
+                            return failed(f"body larger than {limit} bytes", "too_large", **moved)
                     return _result(
-                        request,
-                        started,
-                        FetchOutcome.OK,
-                        status=status,
-                        body=bytes(body),
-                        headers=tuple(
-                            (name, response.headers[name])
-                            for name in _KEPT_HEADERS
-                            if name in response.headers
-                        ),
-                        validators=_validators(response.headers, Validators()),
-                        final_url=str(response.url),
-                    )
+                        request, started, FetchOutcome.OK, body=bytes(body),
+                        validators=_validators(response.headers, Validators()), **moved,
+                    )  # fmt: skip
         except TimeoutError:
-            return failed(f"no complete response within the {self._settings.deadline:g}s deadline")
+            deadline = self._settings.deadline
+            return failed(f"no complete response within the {deadline:g}s deadline", "timeout")
         except httpx.ConnectTimeout:
-            return failed("connection timed out")
+            return failed("connection timed out", "timeout")
         except httpx.ReadTimeout:
-            return failed("read timed out")
+            return failed("read timed out", "timeout")
         except httpx.TooManyRedirects:
-            return failed(f"more than {MAX_REDIRECTS} redirects")
+            return failed(f"more than {MAX_REDIRECTS} redirects (or a redirect loop)", "redirects")
+        except ForbiddenAddressError as exc:
+            return failed(str(exc), "forbidden_address")
         except httpx.DecodingError as exc:
-            return failed(f"undecodable response body: {exc}")
+            return failed(f"undecodable response body: {exc}", "decoding")
         except httpx.HTTPError as exc:
-            return failed(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
+            message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            return failed(message, "network")
 
 
-_ACCEPT = (
-    "application/atom+xml, application/rss+xml, application/rdf+xml, application/feed+json, "
-    "application/xml;q=0.9, text/xml;q=0.9, application/json;q=0.8, */*;q=0.1"
-)
+def _now() -> datetime:
+    return datetime.now(UTC)
 
 
 def _result(
@@ -200,13 +322,14 @@ def _read_local(request: FetchRequest, max_body: int) -> FetchResult:
                 FetchOutcome.NOT_MODIFIED,
                 validators=validators,
                 final_url=path.as_uri(),
+                conditional=True,
             )
         if stat.st_size > max_body:
             raise OSError(f"file larger than {max_body} bytes")
         body = path.read_bytes()
     except OSError as exc:
         reason = f"cannot read snapshot: {exc.strerror or exc}"
-        return _result(request, started, FetchOutcome.FAILED, error=reason)
+        return _result(request, started, FetchOutcome.FAILED, error=reason, error_type="file")
     return _result(
         request,
         started,
@@ -214,4 +337,5 @@ def _read_local(request: FetchRequest, max_body: int) -> FetchResult:
         body=body,
         validators=validators,
         final_url=path.as_uri(),
+        conditional=bool(request.validators.etag),
     )

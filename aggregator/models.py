@@ -14,8 +14,11 @@ from datetime import datetime
 
 class FetchOutcome(enum.StrEnum):
     OK = "ok"
+    #: HTTP 304, an unchanged snapshot file, or a body identical to the last one.
     NOT_MODIFIED = "not_modified"
     FAILED = "failed"
+    #: Not requested: the host asked us to wait (Retry-After). Not an error.
+    DEFERRED = "deferred"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -47,8 +50,22 @@ class FetchResult:
     final_url: str = ""
     #: Human-readable reason when outcome is FAILED, e.g. "HTTP 503".
     error: str | None = None
+    #: Kind of failure: "http", "timeout", "network", "too_large", "redirects",
+    #: "forbidden_address", "decoding", "file" (and "parse", set by the pipeline).
+    error_type: str | None = None
     #: Wall-clock seconds the attempt took.
     duration: float = 0.0
+    #: Where redirects ended, when the request was redirected.
+    redirected_to: str | None = None
+    #: True when every redirect hop was permanent (301/308).
+    redirect_permanent: bool = False
+    #: True when cache validators were sent with the request.
+    conditional: bool = False
+    #: Until when the host asked us to stay away (429/503 with Retry-After).
+    host_blocked_until: datetime | None = None
+
+    def header(self, name: str) -> str | None:
+        return next((v for k, v in self.headers if k == name), None)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -81,6 +98,8 @@ class ParsedFeed:
     entries: tuple[ParsedEntry, ...]
     #: Non-fatal problem the parser reported (the feed was still usable).
     warning: str | None = None
+    #: RSS <ttl>: minutes the publisher asks us to wait between polls.
+    ttl_minutes: int | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -152,6 +171,66 @@ class StoredItem:
     sources: tuple[SourceRef, ...]
     #: Slugs of the topics the item belongs to.
     topics: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SourceState:
+    """What we remember about polling one source (one database row)."""
+
+    source_id: str
+    name: str
+    #: The URL from the config, as last synced.
+    url: str
+    validators: Validators = field(default_factory=Validators)
+    last_outcome: str | None = None
+    last_status: int | None = None
+    last_error: str | None = None
+    last_error_type: str | None = None
+    last_attempt_at: datetime | None = None
+    last_success_at: datetime | None = None
+    #: Consecutive failed polls (0 after any success).
+    error_count: int = 0
+    #: Interval chosen at the last poll, in seconds (before jitter).
+    interval: float | None = None
+    next_check_at: datetime | None = None
+    #: sha256 of the last body that parsed, to skip parsing a server's unchanged 200s.
+    body_hash: str | None = None
+    #: Permanent-redirect target seen at the last polls, and on how many in a row.
+    redirect_target: str | None = None
+    redirect_count: int = 0
+    #: The source answered 410 Gone; it is now only probed rarely.
+    gone: bool = False
+    last_unconditional_at: datetime | None = None
+    polls: int = 0
+    not_modified_polls: int = 0
+    item_count: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PollUpdate:
+    """What one poll changes in a source's state (written by storage as it is)."""
+
+    source_id: str
+    outcome: FetchOutcome
+    status: int | None
+    error: str | None
+    error_type: str | None
+    #: None keeps the stored validators (failures must not lose them).
+    validators: Validators | None
+    #: None keeps the stored hash.
+    body_hash: str | None
+    error_count: int
+    interval: float
+    next_check_at: datetime
+    redirect_target: str | None
+    redirect_count: int
+    gone: bool
+    #: The request went out without validators (refreshes last_unconditional_at).
+    unconditional: bool
+    #: Counts towards polls (a deferred source was not polled).
+    polled: bool
+    host: str | None = None
+    host_blocked_until: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

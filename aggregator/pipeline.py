@@ -10,10 +10,12 @@ its row and the cycle goes on; only storage failures end it.
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import random
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -21,19 +23,22 @@ from aggregator.categorize import CompiledTopic, categorize, compile_topics
 from aggregator.config import AppConfig, SourceConfig
 from aggregator.dedupe import Action, decide
 from aggregator.errors import ParseError, PublishError
-from aggregator.fetch import Fetcher, FetchRequest
+from aggregator.fetch import Fetcher, FetchRequest, host_of
 from aggregator.models import (
     CycleReport,
     FetchOutcome,
     FetchResult,
     Item,
+    ParsedEntry,
     SourceReport,
+    SourceState,
     Validators,
 )
 from aggregator.normalize import normalize_entry
 from aggregator.parse import parse_feed
 from aggregator.publish import publish_topic
-from aggregator.storage import SourceState, Storage, Transaction
+from aggregator.schedule import base_interval, needs_unconditional, plan_poll, polled_url
+from aggregator.storage import Storage, Transaction
 
 log = logging.getLogger(__name__)
 
@@ -52,43 +57,70 @@ def run_cycle(
     now: datetime | None = None,
     due_only: bool = False,
     stop: threading.Event | None = None,
+    rng: random.Random | None = None,
 ) -> CycleReport:
     """Poll the enabled sources (only those due, if ``due_only``), store what is new,
     and republish every topic. ``stop`` ends the cycle after the current source."""
     now = now or datetime.now(UTC)
+    rng = rng or random.Random()
     fetcher = fetcher or Fetcher(config.settings.fetch, config.settings.user_agent)
     topics = compile_topics(config.topics)
+    schedule_settings = config.settings.schedule
 
     with storage.transaction() as tx:
         tx.sync_sources(config.sources)
     states = storage.source_states()
-    sources = [
-        s for s in config.sources if s.enabled and (not due_only or _is_due(states.get(s.id), now))
-    ]
-    requests = [
-        FetchRequest(
-            source_id=s.id,
-            url=str(config.resolve(s.url)) if s.is_local else s.url,
-            validators=states[s.id].validators if s.id in states else Validators(),
+    blocked = storage.host_blocks(now)
+    recent = storage.recent_item_counts(now - timedelta(days=7))
+    polls = []
+    for source in config.sources:
+        state = states.get(source.id) or SourceState(
+            source_id=source.id, name=source.name, url=source.url
         )
-        for s in sources
-    ]
-    results = fetcher.fetch_all(requests) if requests else []
+        if not source.enabled or (due_only and not _is_due(state, now)):
+            continue
+        url = (
+            str(config.resolve(source.url))
+            if source.is_local
+            else polled_url(state, source.url, schedule_settings)
+        )
+        unconditional = needs_unconditional(state, now, schedule_settings)
+        request = FetchRequest(
+            source_id=source.id,
+            url=url,
+            validators=Validators() if unconditional else state.validators,
+        )
+        base = base_interval(
+            source.interval, config.settings.poll_interval, recent.get(source.id, 0),
+            schedule_settings,
+        )  # fmt: skip
+        polls.append(_Poll(source=source, state=state, request=request, base=base))
+    requests = [p.request for p in polls]
+    results = fetcher.fetch_all(requests, blocked_hosts=blocked) if requests else []
 
     reports: list[SourceReport] = []
-    for source, result in zip(sources, results, strict=True):
+    for poll, result in zip(polls, results, strict=True):
         if stop is not None and stop.is_set():
             log.info(
-                "stop requested; %d sources left for the next cycle", len(sources) - len(reports)
+                "stop requested; %d sources left for the next cycle", len(polls) - len(reports)
             )
             break
-        reports.append(_ingest(config, storage, topics, source, result, now))
+        reports.append(_ingest(config, storage, topics, poll, result, now, rng))
 
     changed = any(r.new_items or r.updated_items for r in reports)
     # The daemon looks for due sources every minute; re-render only when something
     # changed (or an output file went missing), a one-shot run always re-renders.
     publish = not due_only or changed or _output_missing(config)
     return _report(config, storage, tuple(reports), publish=publish)
+
+
+@dataclass(frozen=True, slots=True)
+class _Poll:
+    source: SourceConfig
+    state: SourceState
+    request: FetchRequest
+    #: Interval before hints and backoff (configured, adaptive or default).
+    base: float
 
 
 def _output_missing(config: AppConfig) -> bool:
@@ -99,63 +131,89 @@ def _output_missing(config: AppConfig) -> bool:
     )
 
 
-def _is_due(state: SourceState | None, now: datetime) -> bool:
-    return state is None or state.next_check_at is None or state.next_check_at <= now
+def _is_due(state: SourceState, now: datetime) -> bool:
+    return state.next_check_at is None or state.next_check_at <= now
 
 
 def _ingest(
     config: AppConfig,
     storage: Storage,
     topics: Sequence[CompiledTopic],
-    source: SourceConfig,
+    poll: _Poll,
     result: FetchResult,
     now: datetime,
+    rng: random.Random,
 ) -> SourceReport:
     """Parse, normalize and store one source's fetch result (one transaction)."""
-    error = result.error
+    source, state = poll.source, poll.state
+    parse_error = None
+    ttl = None
+    body_hash = None
     items: list[Item] = []
     entries_seen = 0
     if result.outcome is FetchOutcome.OK:
-        try:
-            parsed = parse_feed(result)
-        except ParseError as exc:
-            error = exc.message
+        body_hash = hashlib.sha256(result.body).hexdigest()
+        if body_hash == state.body_hash:
+            # The server ignored our validators but sent the same bytes: nothing to parse.
+            result = replace(result, outcome=FetchOutcome.NOT_MODIFIED)
         else:
-            entries_seen = len(parsed.entries)
-            if parsed.warning:
-                log.debug("feed warning source=%s: %s", source.id, parsed.warning)
-            base = result.final_url if result.final_url.startswith("http") else (source.home or "")
-            zone = ZoneInfo(source.timezone)
-            seen_keys: set[str] = set()
-            for entry in parsed.entries:
-                item = normalize_entry(
-                    entry, source_id=source.id, base_url=base, timezone=zone, now=now
-                )
-                # A feed listing one story twice keeps its first (newest) version.
-                if item is not None and seen_keys.isdisjoint(item.keys):
-                    seen_keys.update(item.keys)
-                    items.append(item)
+            try:
+                parsed = parse_feed(result)
+            except ParseError as exc:
+                parse_error = exc.message
+            else:
+                entries_seen = len(parsed.entries)
+                ttl = parsed.ttl_minutes
+                if parsed.warning:
+                    log.debug("feed warning source=%s: %s", source.id, parsed.warning)
+                items = _normalize(source, result, parsed.entries, now)
 
-    next_check = now + timedelta(seconds=config.interval_of(source))
+    update = plan_poll(
+        state=state, result=result, base=poll.base, settings=config.settings.schedule,
+        now=now, rng=rng, parse_error=parse_error, ttl_minutes=ttl, body_hash=body_hash,
+    )  # fmt: skip
+    if not poll.request.is_local:
+        update = replace(update, host=host_of(poll.request.url))
     with storage.transaction() as tx:
         stored = _store_items(tx, topics, items, now)
-        tx.record_fetch(result, error=error, next_check=next_check, now=now)
+        tx.record_poll(update, now)
 
-    outcome = FetchOutcome.FAILED if error else result.outcome
-    log.info(
+    log.log(
+        logging.WARNING if update.outcome is FetchOutcome.FAILED else logging.INFO,
         "polled source=%s url=%s outcome=%s status=%s seconds=%.2f bytes=%d entries=%d "
-        "new=%d updated=%d%s",
-        source.id, source.url, outcome.value, result.status, result.duration, len(result.body),
-        entries_seen, stored.new, stored.updated, f" error={error!r}" if error else "",
+        "new=%d updated=%d next_check=%s%s",
+        source.id, poll.request.url, update.outcome.value, result.status, result.duration,
+        len(result.body), entries_seen, stored.new, stored.updated,
+        update.next_check_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        f" error={update.error!r}" if update.error else "",
+        extra={"source_id": source.id, "url": poll.request.url, "outcome": update.outcome.value,
+               "status": result.status, "duration": round(result.duration, 3),
+               "bytes": len(result.body), "new": stored.new, "updated": stored.updated},
     )  # fmt: skip
     return SourceReport(
         source_id=source.id,
-        outcome=outcome,
-        error=error,
+        outcome=update.outcome,
+        error=update.error,
         entries_seen=entries_seen,
         new_items=stored.new,
         updated_items=stored.updated,
     )
+
+
+def _normalize(
+    source: SourceConfig, result: FetchResult, entries: Sequence[ParsedEntry], now: datetime
+) -> list[Item]:
+    base = result.final_url if result.final_url.startswith("http") else (source.home or "")
+    zone = ZoneInfo(source.timezone)
+    items: list[Item] = []
+    seen_keys: set[str] = set()
+    for entry in entries:
+        item = normalize_entry(entry, source_id=source.id, base_url=base, timezone=zone, now=now)
+        # A feed listing one story twice keeps its first (newest) version.
+        if item is not None and seen_keys.isdisjoint(item.keys):
+            seen_keys.update(item.keys)
+            items.append(item)
+    return items
 
 
 def _store_items(

@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 
 DATA = Path(__file__).parent / "data"
+#: Tests talk to 127.0.0.1, which production settings refuse; and need no politeness gap.
+TEST_FETCH_SETTINGS = "fetch:\n  allow_private_addresses: true\n  per_host_delay: 0\n"
 PROJECT = Path(__file__).parent.parent
 
 
@@ -128,7 +130,8 @@ def write_config(
     (folder / "settings.yaml").write_text(
         settings
         or "database: state/test.sqlite\noutput_dir: out\nbase_url: https://feeds.example.org/t/\n"
-        "poll_interval: 10m\n",
+        "poll_interval: 10m\n"
+        + TEST_FETCH_SETTINGS,
         encoding="utf-8",
     )
     return folder

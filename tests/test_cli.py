@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from aggregator.cli import cli
-from tests.conftest import DATA, PROJECT, FeedServer, Route, write_config
+from tests.conftest import DATA, PROJECT, TEST_FETCH_SETTINGS, FeedServer, Route, write_config
 
 
 @pytest.fixture
@@ -108,7 +108,8 @@ def test_daemon_polls_repeatedly_and_stops_cleanly_on_sigterm(
         tmp_path / "cfg",
         sources="sources:\n  - id: mills\n    name: Mills\n"
         f"    url: {feed_server.url('/mills.rss')}\n",
-        settings="database: db.sqlite\noutput_dir: out\npoll_interval: 1s\n",
+        settings="database: db.sqlite\noutput_dir: out\npoll_interval: 1s\n"
+        "schedule:\n  min_interval: 1s\n  adaptive: false\n" + TEST_FETCH_SETTINGS,
     )
     process = subprocess.Popen(
         [sys.executable, "-m", "aggregator", "--config", str(folder), "run"],

@@ -15,7 +15,8 @@ BODY = b"<rss version='2.0'><channel><title>t</title></channel></rss>"
 
 
 def fetcher(**settings: object) -> Fetcher:
-    return Fetcher(FetchSettings.model_validate(settings), "textile-feeds-test/1.0 (+https://x)")
+    values = {"allow_private_addresses": True, "per_host_delay": 0, **settings}
+    return Fetcher(FetchSettings.model_validate(values), "textile-feeds-test/1.0 (+https://x)")
 
 
 def test_ok_then_conditional_get_gives_304(feed_server: FeedServer) -> None:

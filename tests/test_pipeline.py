@@ -199,7 +199,8 @@ def test_due_only_polls_sources_whose_time_has_come(
     quiet = run_cycle(config, storage, now=start + timedelta(minutes=5), due_only=True)
     assert quiet.files_written == () and quiet.files_unchanged == 0  # nothing re-rendered
 
-    due = run_cycle(config, storage, now=start + timedelta(minutes=11), due_only=True)
+    # Adaptive: a source with a few items a week waits the maximum (1 day, +10% jitter).
+    due = run_cycle(config, storage, now=start + timedelta(days=1, hours=3), due_only=True)
     assert {r.source_id for r in due.sources} == {"mills", "wire", "down"}
 
 

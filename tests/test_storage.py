@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from aggregator.config import SourceConfig
 from aggregator.errors import StorageError
-from aggregator.models import FetchOutcome, FetchResult, Item, TermHit, TopicMatch, Validators
+from aggregator.models import FetchOutcome, Item, PollUpdate, TermHit, TopicMatch, Validators
 from aggregator.storage import Storage
 from aggregator.storage.migrations import MIGRATIONS
 
@@ -118,30 +118,82 @@ def test_update_keeps_published_date_and_public_id(storage: Storage) -> None:
     assert stored.published_at == NOW - timedelta(hours=1)
 
 
-def test_record_fetch_success_and_failure(storage: Storage) -> None:
-    ok = FetchResult(
-        source_id="a", url="u", outcome=FetchOutcome.OK, status=200,
-        validators=Validators(etag='"e1"', last_modified="lm"),
-    )  # fmt: skip
+def poll(**fields: object) -> PollUpdate:
+    values: dict[str, object] = {
+        "source_id": "a", "outcome": FetchOutcome.OK, "status": 200, "error": None,
+        "error_type": None, "validators": Validators(etag='"e1"', last_modified="lm"),
+        "body_hash": "b1", "error_count": 0, "interval": 1800.0,
+        "next_check_at": NOW + timedelta(minutes=30), "redirect_target": None,
+        "redirect_count": 0, "gone": False, "unconditional": True, "polled": True,
+    }  # fmt: skip
+    values.update(fields)
+    return PollUpdate(**values)  # type: ignore[arg-type]
+
+
+def test_record_poll_success_failure_and_not_modified(storage: Storage) -> None:
     with storage.transaction() as tx:
-        tx.record_fetch(ok, error=None, next_check=NOW + timedelta(minutes=30), now=NOW)
+        tx.record_poll(poll(), NOW)
     state = storage.source_states()["a"]
     assert state.validators == Validators(etag='"e1"', last_modified="lm")
     assert state.last_success_at == NOW
+    assert state.last_unconditional_at == NOW
     assert state.next_check_at == NOW + timedelta(minutes=30)
-    assert state.error_count == 0
+    assert (state.error_count, state.polls, state.body_hash) == (0, 1, "b1")
 
-    failed = FetchResult(source_id="a", url="u", outcome=FetchOutcome.FAILED, status=503)
     later = NOW + timedelta(hours=1)
-    for _ in range(2):
-        with storage.transaction() as tx:
-            tx.record_fetch(failed, error="HTTP 503", next_check=later, now=later)
+    failed = poll(
+        outcome=FetchOutcome.FAILED, status=503, error="HTTP 503", error_type="http",
+        validators=None, body_hash=None, error_count=1, unconditional=False,
+    )  # fmt: skip
+    with storage.transaction() as tx:
+        tx.record_poll(failed, later)
     state = storage.source_states()["a"]
-    assert state.error_count == 2
-    assert state.last_error == "HTTP 503"
+    assert (state.error_count, state.last_error, state.last_error_type) == (1, "HTTP 503", "http")
     assert state.last_outcome == "failed"
     assert state.last_success_at == NOW
+    assert state.last_unconditional_at == NOW
     assert state.validators.etag == '"e1"'  # kept for the next conditional request
+    assert state.body_hash == "b1"
+
+    with storage.transaction() as tx:
+        tx.record_poll(poll(outcome=FetchOutcome.NOT_MODIFIED, unconditional=False), later)
+    state = storage.source_states()["a"]
+    assert (state.polls, state.not_modified_polls, state.error_count) == (3, 1, 0)
+
+
+def test_host_blocks_keep_the_latest_moment(storage: Storage) -> None:
+    early, late = NOW + timedelta(minutes=5), NOW + timedelta(hours=2)
+    with storage.transaction() as tx:
+        tx.record_poll(poll(host="portal.example", host_blocked_until=late), NOW)
+        tx.record_poll(poll(host="portal.example", host_blocked_until=early), NOW)
+    assert storage.host_blocks(NOW) == {"portal.example": late}
+    assert storage.host_blocks(late) == {}
+
+
+def test_changing_a_source_url_forgets_what_the_old_server_taught(storage: Storage) -> None:
+    with storage.transaction() as tx:
+        tx.record_poll(poll(redirect_target="https://a.org/new", redirect_count=3, gone=True), NOW)
+        tx.sync_sources(sources("a"))  # same URL: nothing forgotten
+    assert storage.source_states()["a"].redirect_count == 3
+    moved = SourceConfig.model_validate({"id": "a", "name": "A", "url": "https://a.org/new"})
+    with storage.transaction() as tx:
+        tx.sync_sources([moved])
+    state = storage.source_states()["a"]
+    assert state.url == "https://a.org/new"
+    assert (state.redirect_target, state.redirect_count, state.gone) == (None, 0, False)
+    assert state.validators == Validators()
+
+
+def test_recent_item_counts_per_source(storage: Storage) -> None:
+    with storage.transaction() as tx:
+        for n, days in enumerate((1, 2, 10)):
+            item_id = tx.insert_item(
+                item(keys=(f"link:https://x.org/{n}",), published_at=NOW - timedelta(days=days)),
+                NOW,
+            )
+            if n == 0:
+                tx.add_source(item_id, item(source="b"), NOW)
+    assert storage.recent_item_counts(NOW - timedelta(days=7)) == {"a": 2, "b": 1}
 
 
 def test_items_for_topic_newest_first_and_limited(storage: Storage) -> None:

@@ -14,8 +14,11 @@ import html
 import json
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urljoin
 
 import feedparser
+import lxml.html
+from lxml import etree
 
 from aggregator.errors import ParseError
 from aggregator.models import FetchResult, ParsedEntry, ParsedFeed
@@ -53,8 +56,10 @@ def _parse_xml_feed(fetched: FetchResult, headers: Mapping[str, str]) -> ParsedF
     # is only a valid (empty) feed when it parsed cleanly.
     if not parsed.entries and (problem or not parsed.get("version")):
         reason = f"not a feed: {problem}" if problem else "not a recognizable RSS or Atom feed"
-        if b"<html" in fetched.body[:2048].lower():
+        if b"<html" in fetched.body[:4096].lower():
             reason = "not a feed: the server returned an HTML page"
+            if advertised := advertised_feeds(fetched.body, fetched.final_url or fetched.url):
+                reason += f"; it advertises a feed at {advertised[0]} (use that as the url)"
         raise ParseError(fetched.source_id, fetched.url, reason)
     feed = parsed.feed
     language = feed.get("language")
@@ -65,7 +70,32 @@ def _parse_xml_feed(fetched: FetchResult, headers: Mapping[str, str]) -> ParsedF
         language=language,
         entries=tuple(_xml_entry(e, language) for e in parsed.entries),
         warning=f"{type(problem).__name__}: {problem}" if problem else None,
+        ttl_minutes=_ttl(feed.get("ttl")),
     )
+
+
+def _ttl(value: object) -> int | None:
+    try:
+        minutes = int(str(value).strip())
+    except ValueError:
+        return None
+    return minutes if minutes > 0 else None
+
+
+def advertised_feeds(page: bytes, base_url: str) -> list[str]:
+    """Feed URLs an HTML page advertises with ``<link rel="alternate" type="...">``."""
+    try:
+        document = lxml.html.fromstring(page)
+    except (etree.ParserError, ValueError):
+        return []
+    found = []
+    for link in document.iter("link"):
+        rel = (link.get("rel") or "").lower().split()
+        kind = (link.get("type") or "").lower()
+        href = (link.get("href") or "").strip()
+        if "alternate" in rel and href and any(k in kind for k in ("rss", "atom", "json")):
+            found.append(urljoin(base_url, href))
+    return found
 
 
 def _xml_entry(entry: Any, feed_language: str | None) -> ParsedEntry:

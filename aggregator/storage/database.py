@@ -11,7 +11,6 @@ import json
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -24,9 +23,10 @@ from aggregator.dedupe import KnownItem
 from aggregator.errors import StorageError
 from aggregator.models import (
     FetchOutcome,
-    FetchResult,
     Item,
+    PollUpdate,
     SourceRef,
+    SourceState,
     StoredItem,
     TopicMatch,
     Validators,
@@ -36,24 +36,6 @@ from aggregator.storage.migrations import migrate
 # Namespace for public ids: uuid5 of an item's first key, so an id is reproducible
 # from the data and never changes once the item is stored.
 _PUBLIC_ID_NAMESPACE = uuid.UUID("6f1c1f8e-2d3b-5c7a-9e4f-7a1b2c3d4e5f")
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SourceState:
-    """A source's row: fetch history and cache validators."""
-
-    source_id: str
-    name: str
-    url: str
-    validators: Validators
-    last_outcome: str | None
-    last_status: int | None
-    last_error: str | None
-    last_attempt_at: datetime | None
-    last_success_at: datetime | None
-    error_count: int
-    next_check_at: datetime | None
-    item_count: int
 
 
 def _to_db(value: datetime) -> datetime:
@@ -150,14 +132,44 @@ class Storage:
                 last_outcome=row["last_outcome"],
                 last_status=row["last_status"],
                 last_error=row["last_error"],
+                last_error_type=row["last_error_type"],
                 last_attempt_at=_from_db(row["last_attempt_at"]),
                 last_success_at=_from_db(row["last_success_at"]),
                 error_count=row["error_count"],
+                interval=row["interval_seconds"],
                 next_check_at=_from_db(row["next_check_at"]),
+                body_hash=row["body_hash"],
+                redirect_target=row["redirect_target"],
+                redirect_count=row["redirect_count"],
+                gone=bool(row["gone"]),
+                last_unconditional_at=_from_db(row["last_unconditional_at"]),
+                polls=row["polls"],
+                not_modified_polls=row["not_modified_polls"],
                 item_count=row["item_count"],
             )
             for row in rows
         }
+
+    def host_blocks(self, now: datetime) -> dict[str, datetime]:
+        """Hosts that asked us (Retry-After) to stay away until a moment after ``now``."""
+        hosts = self._t["hosts"]
+        query = sa.select(hosts.c.host, hosts.c.blocked_until).where(
+            hosts.c.blocked_until > _to_db(now)
+        )
+        with _storage_errors("reading hosts"), self._engine.connect() as connection:
+            return {host: _from_db_required(until) for host, until in connection.execute(query)}
+
+    def recent_item_counts(self, since: datetime) -> dict[str, int]:
+        """Items each source carried that were published since ``since`` (posting rate)."""
+        items, item_sources = self._t["items"], self._t["item_sources"]
+        query = (
+            sa.select(item_sources.c.source_id, sa.func.count())
+            .join(items, items.c.id == item_sources.c.item_id)
+            .where(items.c.published_at >= _to_db(since))
+            .group_by(item_sources.c.source_id)
+        )
+        with _storage_errors("reading items"), self._engine.connect() as connection:
+            return {source_id: count for source_id, count in connection.execute(query)}
 
     def items_for_topic(self, slug: str, limit: int) -> list[StoredItem]:
         """The newest ``limit`` items of a topic, newest first (ties: newest stored)."""
@@ -271,33 +283,65 @@ class Transaction:
             )
         }
         for config in configs:
-            values = {"name": config.name, "url": config.url, "home": config.home}
+            values: dict[str, Any] = {"name": config.name, "url": config.url, "home": config.home}
             if config.id not in existing:
                 self._c.execute(sources.insert().values(id=config.id, **values))
             elif existing[config.id] != values:
+                if existing[config.id]["url"] != config.url:
+                    # A new URL is a new server: forget what the old one taught us.
+                    values |= {
+                        "etag": None, "last_modified": None, "body_hash": None,
+                        "redirect_target": None, "redirect_count": 0, "gone": False,
+                    }  # fmt: skip
                 self._c.execute(sources.update().where(sources.c.id == config.id).values(values))
 
-    def record_fetch(
-        self, result: FetchResult, *, error: str | None, next_check: datetime, now: datetime
-    ) -> None:
-        """Store the outcome of one poll, and the validators for the next request."""
+    def record_poll(self, update: PollUpdate, now: datetime) -> None:
+        """Store what one poll taught us about its source (and its host)."""
         sources = self._t["sources"]
-        failed = error is not None
+        failed = update.outcome is FetchOutcome.FAILED
         values: dict[str, Any] = {
-            "last_outcome": FetchOutcome.FAILED.value if failed else result.outcome.value,
-            "last_status": result.status,
-            "last_error": error,
-            "last_attempt_at": _to_db(now),
-            "next_check_at": _to_db(next_check),
-            "error_count": sources.c.error_count + 1 if failed else 0,
+            "last_outcome": update.outcome.value,
+            "interval_seconds": update.interval,
+            "next_check_at": _to_db(update.next_check_at),
+            "error_count": update.error_count,
+            "redirect_target": update.redirect_target,
+            "redirect_count": update.redirect_count,
+            "gone": update.gone,
         }
-        if not failed:
-            values["last_success_at"] = _to_db(now)
-            # Validators only advance on success: a feed we could not parse must be
-            # downloaded again in full next time, not answered with a 304.
-            values["etag"] = result.validators.etag
-            values["last_modified"] = result.validators.last_modified
-        self._c.execute(sources.update().where(sources.c.id == result.source_id).values(values))
+        if update.polled:
+            values |= {
+                "last_status": update.status,
+                "last_error": update.error,
+                "last_error_type": update.error_type,
+                "last_attempt_at": _to_db(now),
+                "polls": sources.c.polls + 1,
+            }
+            if update.outcome is FetchOutcome.NOT_MODIFIED:
+                values["not_modified_polls"] = sources.c.not_modified_polls + 1
+            if update.unconditional:
+                values["last_unconditional_at"] = _to_db(now)
+            if not failed:
+                values["last_success_at"] = _to_db(now)
+        if update.validators is not None:
+            values["etag"] = update.validators.etag
+            values["last_modified"] = update.validators.last_modified
+        if update.body_hash is not None:
+            values["body_hash"] = update.body_hash
+        self._c.execute(sources.update().where(sources.c.id == update.source_id).values(values))
+        if update.host and update.host_blocked_until:
+            hosts = self._t["hosts"]
+            until = _to_db(update.host_blocked_until)
+            updated = self._c.execute(
+                hosts.update()
+                .where(hosts.c.host == update.host)
+                .values(
+                    blocked_until=sa.case(
+                        (hosts.c.blocked_until > until, hosts.c.blocked_until), else_=until
+                    )
+                )
+            )
+            if updated.rowcount == 0:
+                self._c.execute(hosts.insert().values(host=update.host, blocked_until=until))
 
     def known_items(self, keys: Sequence[str]) -> dict[str, KnownItem]:
         """Stored items that any of ``keys`` points to, by key."""

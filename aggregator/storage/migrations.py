@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -80,8 +81,45 @@ def _v1_initial(connection: sa.Connection) -> None:
     metadata.create_all(connection)
 
 
+def _add_columns(connection: sa.Connection, table: str, *columns: sa.Column[Any]) -> None:
+    """ALTER TABLE ... ADD COLUMN, with types compiled for the connected database."""
+    for column in columns:
+        kind = column.type.compile(dialect=connection.dialect)
+        default = f" DEFAULT {column.server_default.arg}" if column.server_default else ""  # type: ignore[attr-defined]
+        null = "" if column.nullable else " NOT NULL"
+        connection.execute(
+            sa.text(f"ALTER TABLE {table} ADD COLUMN {column.name} {kind}{default}{null}")
+        )
+
+
+def _v2_polling_state(connection: sa.Connection) -> None:
+    """Issue 3: what a polite, resilient poller must remember per source and host."""
+    _add_columns(
+        connection,
+        "sources",
+        sa.Column("last_error_type", sa.String(40)),
+        sa.Column("interval_seconds", sa.Float),
+        sa.Column("body_hash", sa.String(64)),
+        sa.Column("redirect_target", sa.Text),
+        sa.Column("redirect_count", sa.Integer, nullable=False, server_default="0"),
+        sa.Column("gone", sa.Boolean, nullable=False, server_default=sa.false()),
+        sa.Column("last_unconditional_at", sa.DateTime(timezone=True)),
+        sa.Column("polls", sa.Integer, nullable=False, server_default="0"),
+        sa.Column("not_modified_polls", sa.Integer, nullable=False, server_default="0"),
+    )
+    metadata = sa.MetaData()
+    sa.Table(
+        "hosts",
+        metadata,
+        sa.Column("host", sa.String(255), primary_key=True),
+        # Retry-After from a 429/503: no request to this host before this moment.
+        sa.Column("blocked_until", sa.DateTime(timezone=True), nullable=False),
+    )
+    metadata.create_all(connection)
+
+
 #: Every migration ever shipped, in order. Append only.
-MIGRATIONS: tuple[Migration, ...] = (_v1_initial,)
+MIGRATIONS: tuple[Migration, ...] = (_v1_initial, _v2_polling_state)
 
 _VERSIONS = sa.Table(
     "schema_migrations",
