@@ -23,6 +23,7 @@ import asyncio
 import ipaddress
 import socket
 import time
+import zlib
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -179,7 +180,12 @@ class Fetcher:
         global_slots = asyncio.Semaphore(settings.concurrency)
         gate = _HostGate(settings, blocked_hosts)
         async with httpx.AsyncClient(
-            headers={"User-Agent": self._user_agent, "Accept": _ACCEPT},
+            # Only encodings _BoundedDecoder can inflate within the body cap.
+            headers={
+                "User-Agent": self._user_agent,
+                "Accept": _ACCEPT,
+                "Accept-Encoding": "gzip, deflate",
+            },
             timeout=timeout,
             follow_redirects=True,
             max_redirects=MAX_REDIRECTS,
@@ -251,14 +257,15 @@ class Fetcher:
                             blocked = retry_after(response.headers.get("retry-after"), _now())
                         reason = f"HTTP {status} {response.reason_phrase}".strip()
                         return failed(reason, "http", host_blocked_until=blocked, **moved)
-                    body = bytearray()
-                    async for chunk in response.aiter_bytes():
-                        body += chunk
-                        if len(body) > self._settings.max_body:
-                            limit = self._settings.max_body
+                    limit = self._settings.max_body
+                    decoder = _BoundedDecoder(response.headers.get("content-encoding"), limit)
+                    async for chunk in response.aiter_raw():
+                        decoder.feed(chunk)
+                        if decoder.exceeded:
                             return failed(f"body larger than {limit} bytes", "too_large", **moved)
+                    body = decoder.finish()
                     return _result(
-                        request, started, FetchOutcome.OK, body=bytes(body),
+                        request, started, FetchOutcome.OK, body=body,
                         validators=_validators(response.headers, Validators()), **moved,
                     )  # fmt: skip
         except TimeoutError:
@@ -272,11 +279,54 @@ class Fetcher:
             return failed(f"more than {MAX_REDIRECTS} redirects (or a redirect loop)", "redirects")
         except ForbiddenAddressError as exc:
             return failed(str(exc), "forbidden_address")
-        except httpx.DecodingError as exc:
+        except (httpx.DecodingError, zlib.error, _UnsupportedEncodingError) as exc:
             return failed(f"undecodable response body: {exc}", "decoding")
         except httpx.HTTPError as exc:
             message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             return failed(message, "network")
+
+
+class _UnsupportedEncodingError(ValueError):
+    pass
+
+
+class _BoundedDecoder:
+    """Inflates gzip/deflate bodies ourselves, never past ``limit`` bytes.
+
+    httpx inflates each network chunk whole, so one 64 KB chunk of a gzip bomb becomes
+    ~64 MB before any size check; ``max_length`` stops inflating at the cap instead."""
+
+    def __init__(self, encoding: str | None, limit: int) -> None:
+        kind = (encoding or "identity").strip().lower()
+        if kind in ("gzip", "x-gzip"):
+            self._inflater: Any = zlib.decompressobj(wbits=zlib.MAX_WBITS | 16)
+        elif kind == "deflate":
+            self._inflater = zlib.decompressobj(wbits=zlib.MAX_WBITS | 32)  # zlib or gzip
+        elif kind == "identity":
+            self._inflater = None
+        else:
+            raise _UnsupportedEncodingError(f"unsupported Content-Encoding {encoding!r}")
+        self._limit = limit
+        self._body = bytearray()
+
+    @property
+    def exceeded(self) -> bool:
+        return len(self._body) > self._limit
+
+    def feed(self, chunk: bytes) -> None:
+        if self._inflater is None:
+            self._body += chunk
+            return
+        data = chunk
+        while data and not self.exceeded:
+            room = self._limit - len(self._body) + 1
+            self._body += self._inflater.decompress(data, room)
+            data = self._inflater.unconsumed_tail
+
+    def finish(self) -> bytes:
+        if self._inflater is not None and not self.exceeded:
+            self._body += self._inflater.flush()
+        return bytes(self._body)
 
 
 def _now() -> datetime:

@@ -31,6 +31,8 @@ class Route:
     validators: bool = True
     #: Seconds to sleep between body chunks (a slow server).
     drip_delay: float = 0.0
+    #: Repeat ``body`` forever with no Content-Length (an endless response).
+    endless: bool = False
     headers: dict[str, str] = field(default_factory=dict)
 
 
@@ -39,6 +41,7 @@ class Hit:
     path: str
     headers: dict[str, str]
     status: int
+    at: float = field(default_factory=time.monotonic)
 
 
 class FeedServer:
@@ -74,20 +77,35 @@ class FeedServer:
                     self.end_headers()
                     return
                 self.send_header("Content-Type", route.content_type)
+                if route.endless:
+                    self.end_headers()
+                    try:
+                        for _ in range(100_000):  # bounded: ~100 MB at most
+                            self.wfile.write(route.body)
+                    except OSError:
+                        pass  # the client hung up, as it should
+                    return
                 self.send_header("Content-Length", str(len(route.body)))
                 self.end_headers()
                 if route.drip_delay:
-                    for i in range(len(route.body)):
-                        self.wfile.write(route.body[i : i + 1])
-                        self.wfile.flush()
-                        time.sleep(route.drip_delay)
+                    try:
+                        for i in range(len(route.body)):
+                            self.wfile.write(route.body[i : i + 1])
+                            self.wfile.flush()
+                            time.sleep(route.drip_delay)
+                    except OSError:
+                        pass
                 else:
                     self.wfile.write(route.body)
 
             def log_message(self, format: str, *args: object) -> None:
                 pass  # keep test output clean
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        class Server(ThreadingHTTPServer):
+            # The default backlog of 5 drops concurrent connects (then retried after 1 s).
+            request_queue_size = 128
+
+        self._httpd = Server(("127.0.0.1", 0), Handler)
         self._httpd.daemon_threads = True
         self.port = self._httpd.server_address[1]
         self._thread = threading.Thread(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import socket
+import zlib
 from pathlib import Path
 
 from aggregator.config import FetchSettings
@@ -115,3 +116,115 @@ def test_local_snapshot_file_and_its_not_modified(tmp_path: Path) -> None:
     (missing,) = fetcher().fetch_all([FetchRequest(source_id="s", url=str(tmp_path / "no"))])
     assert missing.outcome is FetchOutcome.FAILED
     assert "cannot read snapshot" in (missing.error or "")
+
+
+def test_gzip_bomb_is_never_inflated_past_the_cap() -> None:
+    from aggregator.fetch import _BoundedDecoder
+
+    bomb = gzip.compress(b"\0" * 50_000_000)  # 50 MB inflated, ~50 KB on the wire
+    decoder = _BoundedDecoder("gzip", 100_000)
+    decoder.feed(bomb)  # one chunk holding the whole bomb
+    assert decoder.exceeded
+    assert len(decoder._body) == 100_001  # stopped one byte past the cap, not at 50 MB
+
+
+def test_compressed_feeds_are_inflated(feed_server: FeedServer) -> None:
+    feed_server.routes["/gz"] = Route(
+        body=gzip.compress(BODY), validators=False, headers={"Content-Encoding": "gzip"}
+    )
+    feed_server.routes["/zlib"] = Route(
+        body=zlib.compress(BODY), validators=False, headers={"Content-Encoding": "deflate"}
+    )
+    feed_server.routes["/br"] = Route(
+        body=b"\x0b\x02\x80hello\x03", validators=False, headers={"Content-Encoding": "br"}
+    )
+    gz, deflated, brotli = fetcher().fetch_all(
+        [FetchRequest(source_id=p, url=feed_server.url(f"/{p}")) for p in ("gz", "zlib", "br")]
+    )
+    assert gz.body == BODY and deflated.body == BODY
+    assert feed_server.hits[0].headers["accept-encoding"] == "gzip, deflate"
+    assert brotli.outcome is FetchOutcome.FAILED
+    assert brotli.error_type == "decoding"
+
+
+def test_private_addresses_are_refused_unless_allowed(feed_server: FeedServer) -> None:
+    feed_server.routes["/feed"] = Route(body=BODY)
+    guarded = Fetcher(FetchSettings(per_host_delay=0), "ua")
+    (refused,) = guarded.fetch_all([FetchRequest(source_id="s", url=feed_server.url("/feed"))])
+    assert refused.outcome is FetchOutcome.FAILED
+    assert refused.error_type == "forbidden_address"
+    assert "127.0.0.1" in (refused.error or "")
+    assert feed_server.hits == []  # nothing was sent
+    (local,) = guarded.fetch_all([FetchRequest(source_id="s", url="http://localhost:1/feed")])
+    assert local.error_type == "forbidden_address"
+
+
+def test_redirect_into_a_private_address_is_refused(feed_server: FeedServer) -> None:
+    """A public URL redirecting to 127.0.0.1 is caught on the hop (checked per request)."""
+    import httpx
+
+    from aggregator.fetch import _GuardedTransport
+
+    async def public_then_private(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(301, headers={"Location": feed_server.url("/feed")})
+
+    transport = _GuardedTransport(httpx.MockTransport(public_then_private))
+
+    async def run() -> Exception | None:
+        async with httpx.AsyncClient(transport=transport, follow_redirects=True) as client:
+            try:
+                await client.get("http://93.184.215.14/feed")
+            except httpx.TransportError as exc:
+                return exc
+        return None
+
+    import asyncio
+
+    error = asyncio.run(run())
+    assert error is not None and "127.0.0.1" in str(error)
+    assert feed_server.hits == []
+
+
+def test_per_host_gap_between_requests(feed_server: FeedServer) -> None:
+    for n in range(3):
+        feed_server.routes[f"/f{n}"] = Route(body=BODY, validators=False)
+    polite = fetcher(per_host_delay=0.3, per_host=4)
+    results = polite.fetch_all(
+        [FetchRequest(source_id=str(n), url=feed_server.url(f"/f{n}")) for n in range(3)]
+    )
+    assert all(r.outcome is FetchOutcome.OK for r in results)
+    starts = sorted(h.at for h in feed_server.hits)
+    assert len(starts) == 3
+    # A lower bound only: a busy machine can make gaps longer, never shorter.
+    assert all(later - earlier >= 0.25 for earlier, later in zip(starts, starts[1:]))
+
+
+def test_retry_after_defers_the_rest_of_the_host(feed_server: FeedServer) -> None:
+    feed_server.routes["/busy"] = Route(status=503, validators=False, headers={"Retry-After": "60"})
+    feed_server.routes["/other"] = Route(body=BODY)
+    first, second = fetcher(per_host=1).fetch_all(
+        [
+            FetchRequest(source_id="busy", url=feed_server.url("/busy")),
+            FetchRequest(source_id="other", url=feed_server.url("/other")),
+        ]
+    )
+    assert first.host_blocked_until is not None
+    assert second.outcome is FetchOutcome.DEFERRED
+    assert [h.path for h in feed_server.hits] == ["/busy"]
+
+
+def test_permanent_and_temporary_redirect_chains(feed_server: FeedServer) -> None:
+    feed_server.routes["/a"] = Route(status=301, validators=False, headers={"Location": "/b"})
+    feed_server.routes["/b"] = Route(status=308, validators=False, headers={"Location": "/feed"})
+    feed_server.routes["/t"] = Route(status=302, validators=False, headers={"Location": "/b"})
+    feed_server.routes["/feed"] = Route(body=BODY)
+    permanent, temporary = fetcher().fetch_all(
+        [
+            FetchRequest(source_id="p", url=feed_server.url("/a")),
+            FetchRequest(source_id="t", url=feed_server.url("/t")),
+        ]
+    )
+    assert permanent.redirected_to == feed_server.url("/feed")
+    assert permanent.redirect_permanent
+    assert temporary.redirected_to == feed_server.url("/feed")
+    assert not temporary.redirect_permanent

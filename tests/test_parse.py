@@ -80,7 +80,7 @@ def test_json_feed_1_0_author_object(data_dir: Path) -> None:
     ("name", "message"),
     [
         ("not-a-feed.html", "HTML page"),
-        ("truncated.xml", "not a feed"),
+        ("truncated.xml", "truncated document"),
     ],
 )
 def test_unreadable_documents_raise_parse_error(data_dir: Path, name: str, message: str) -> None:

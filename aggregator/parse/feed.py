@@ -24,6 +24,8 @@ from aggregator.errors import ParseError
 from aggregator.models import FetchResult, ParsedEntry, ParsedFeed
 
 _HTML_TYPES = ("text/html", "application/xhtml+xml")
+#: expat's words for a document that ends before its root element is closed.
+_TRUNCATION_MESSAGES = ("no element found", "unclosed token")
 _JSON_FEED_VERSIONS = {
     "https://jsonfeed.org/version/1": "json10",
     "https://jsonfeed.org/version/1.1": "json11",
@@ -52,6 +54,9 @@ def _parse_xml_feed(fetched: FetchResult, headers: Mapping[str, str]) -> ParsedF
         resolve_relative_uris=False,  # normalize resolves against the item URL
     )
     problem = parsed.get("bozo_exception")
+    if problem is not None and any(m in str(problem) for m in _TRUNCATION_MESSAGES):
+        # A cut-off document: store nothing half-read, fetch it whole next time.
+        raise ParseError(fetched.source_id, fetched.url, f"truncated document: {problem}")
     # A document with entries is usable even if slightly malformed; one without entries
     # is only a valid (empty) feed when it parsed cleanly.
     if not parsed.entries and (problem or not parsed.get("version")):
