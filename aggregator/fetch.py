@@ -92,12 +92,13 @@ class _HostGate:
 
     async def wait_turn(self, host: str) -> None:
         """Sleep until ``per_host_delay`` has passed since the last request to ``host``."""
+        now = time.monotonic()
         last = self._last_start.get(host)
-        if last is not None:
-            delay = last + self._settings.per_host_delay - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-        self._last_start[host] = time.monotonic()
+        start = now if last is None else max(now, last + self._settings.per_host_delay)
+        # Book the start time before sleeping, so concurrent waiters queue up in turn.
+        self._last_start[host] = start
+        if start > now:
+            await asyncio.sleep(start - now)
 
     def blocked_until(self, host: str) -> datetime | None:
         until = self.blocked.get(host)
