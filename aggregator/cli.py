@@ -6,19 +6,24 @@ runtime failure (database, output folder), 2 an invalid configuration or usage.
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import click
 
 from aggregator import __version__
-from aggregator.config import AppConfig, load_config
+from aggregator.config import AppConfig, SourceConfig, load_config
 from aggregator.errors import AggregatorError, ConfigError
-from aggregator.models import CycleReport, FetchOutcome
+from aggregator.models import CycleReport, FetchOutcome, SourceState
+from aggregator.pipeline import run_cycle
+from aggregator.scheduler import run_daemon
 from aggregator.storage import Storage
+from aggregator.storage.lock import exclusive_lock
 
 EXIT_FAILURE = 1
 EXIT_CONFIG = 2
@@ -58,16 +63,41 @@ def _config(ctx: click.Context, config_dir: Path | None) -> AppConfig:
         raise AssertionError("unreachable") from None
 
 
-def _setup_logging(verbose: int, default: int) -> None:
-    level = {0: default, 1: logging.INFO}.get(verbose, logging.DEBUG)
-    logging.basicConfig(
-        level=level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    # APScheduler narrates every job run at INFO; keep it for -vv.
-    logging.getLogger("apscheduler").setLevel(max(level, logging.WARNING) if verbose < 2 else level)
-    logging.getLogger("httpx").setLevel(logging.WARNING if verbose < 2 else logging.DEBUG)
+class JsonLogFormatter(logging.Formatter):
+    """One JSON object per line, with the context fields passed as ``extra``."""
+
+    _STANDARD = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        entry |= {k: v for k, v in vars(record).items() if k not in self._STANDARD}
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False, default=str)
+
+
+def _setup_logging(config: AppConfig, verbose: int, *, quiet_default: bool) -> None:
+    """Level and format from settings; ``-v``/``-vv`` raise the level; one-shot runs
+    stay quiet (WARNING) unless asked, since their summary says what happened."""
+    configured = logging.getLevelName(config.settings.logging.level)
+    level = max(configured, logging.WARNING) if quiet_default else configured
+    level = {0: level, 1: min(level, logging.INFO)}.get(verbose, logging.DEBUG)
+    handler = logging.StreamHandler(sys.stderr)
+    if config.settings.logging.format == "json":
+        handler.setFormatter(JsonLogFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    # APScheduler narrates every job run at INFO, httpx every request; keep them for -vv.
+    for noisy in ("apscheduler", "httpx"):
+        logging.getLogger(noisy).setLevel(level if verbose >= 2 else max(level, logging.WARNING))
 
 
 @cli.command()
@@ -90,23 +120,21 @@ def check(ctx: click.Context, config_dir: Path | None) -> None:
 def run(ctx: click.Context, config_dir: Path | None, once: bool) -> None:
     """Poll sources and publish feeds: once, or as a daemon until SIGTERM/SIGINT."""
     config = _config(ctx, config_dir)
-    _setup_logging(ctx.obj["verbose"], logging.WARNING if once else logging.INFO)
+    _setup_logging(config, ctx.obj["verbose"], quiet_default=once)
     try:
-        storage = Storage.open_sqlite(config.database_path)
-        try:
-            if once:
-                from aggregator.pipeline import run_cycle
-
-                report = run_cycle(config, storage)
-                click.echo(format_report(report, config))
-                if report.publish_errors:
-                    ctx.exit(EXIT_FAILURE)
-            else:
-                from aggregator.scheduler import run_daemon
-
-                run_daemon(config, storage)
-        finally:
-            storage.close()
+        # One writer per database: a second daemon, or cron during a daemon, refuses.
+        with exclusive_lock(config.database_path):
+            storage = Storage.open_sqlite(config.database_path)
+            try:
+                if once:
+                    report = run_cycle(config, storage)
+                    click.echo(format_report(report, config))
+                    if report.publish_errors:
+                        ctx.exit(EXIT_FAILURE)
+                else:
+                    run_daemon(config, storage)
+            finally:
+                storage.close()
     except AggregatorError as exc:
         click.echo(f"error: {exc}", err=True)
         ctx.exit(EXIT_FAILURE)
@@ -114,9 +142,13 @@ def run(ctx: click.Context, config_dir: Path | None, once: bool) -> None:
 
 @cli.command()
 @config_option
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per source, for machines.")
 @click.pass_context
-def status(ctx: click.Context, config_dir: Path | None) -> None:
-    """Show each source's last poll, error and item count, failing sources first."""
+def status(ctx: click.Context, config_dir: Path | None, as_json: bool) -> None:
+    """Show every source's polling state, problems first.
+
+    Exit status 1 when a source has failed ``status.failing_after`` polls in a row (for
+    monitoring), else 0."""
     config = _config(ctx, config_dir)
     try:
         storage = Storage.open_sqlite(config.database_path)
@@ -126,26 +158,86 @@ def status(ctx: click.Context, config_dir: Path | None) -> None:
     except AggregatorError as exc:
         click.echo(f"error: {exc}", err=True)
         ctx.exit(EXIT_FAILURE)
-    rows = []
-    for source in config.sources:
-        state = states.get(source.id)
-        outcome = state.last_outcome if state and state.last_outcome else "never polled"
-        if not source.enabled:
-            outcome = "disabled"
-        rows.append((source, state, outcome))
-    rows.sort(key=lambda r: (r[2] != FetchOutcome.FAILED.value, r[0].id))
-    width = max((len(s.id) for s in config.sources), default=10)
-    for source, state, outcome in rows:
-        line = f"{source.id:<{width}}  {outcome:<12}"
-        if state:
-            line += (
-                f"  last ok {_when(state.last_success_at)}"
-                f"  next {_when(state.next_check_at)}  items {state.item_count}"
-            )
-            if state.error_count:
-                line += f"  errors {state.error_count}: {state.last_error}"
-        click.echo(line)
-    click.echo(f"{total} items stored in {config.database_path}")
+    rows = [source_status(config, source, states.get(source.id)) for source in config.sources]
+    rows.sort(key=lambda row: (-row["severity"], row["id"]))
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, ensure_ascii=False, default=str))
+    else:
+        click.echo(format_status(rows, total, config))
+    threshold = config.settings.status.failing_after
+    if any(row["consecutive_errors"] >= threshold for row in rows if row["enabled"]):
+        ctx.exit(EXIT_FAILURE)
+
+
+def source_status(
+    config: AppConfig, source: SourceConfig, stored: SourceState | None
+) -> dict[str, Any]:
+    """One source's state as plain data (the ``status --json`` row)."""
+    state = stored or SourceState(source_id=source.id, name=source.name, url=source.url)
+    following = bool(
+        state.redirect_target
+        and state.redirect_count >= config.settings.schedule.redirect_confirmations
+    )
+    if not source.enabled:
+        label, severity = "disabled", 0
+    elif state.last_attempt_at is None:
+        label, severity = "never polled", 1
+    elif state.gone:
+        label, severity = "gone", 4
+    elif state.error_count:
+        label, severity = "failing", 3
+    elif following:
+        label, severity = "moved", 2
+    else:
+        label, severity = state.last_outcome or "ok", 0
+    suggestion = None
+    if following:
+        suggestion = (
+            f"{config.url_locations.get(source.id, 'sources.yaml')}: set url of "
+            f"{source.id!r} to {state.redirect_target} (permanent redirect seen on "
+            f"{state.redirect_count} polls in a row; polling the new URL meanwhile)"
+        )
+    return {
+        "id": source.id,
+        "url": source.url,
+        "enabled": source.enabled,
+        "state": label,
+        "severity": severity,
+        "last_attempt": state.last_attempt_at,
+        "last_success": state.last_success_at,
+        "last_status": state.last_status,
+        "last_error_type": state.last_error_type if state.error_count else None,
+        "last_error": state.last_error if state.error_count else None,
+        "consecutive_errors": state.error_count,
+        "next_check": state.next_check_at,
+        "interval_seconds": state.interval,
+        "items": state.item_count,
+        "polls": state.polls,
+        "not_modified_share": (
+            round(state.not_modified_polls / state.polls, 3) if state.polls else None
+        ),
+        "redirect_target": state.redirect_target,
+        "suggested_edit": suggestion,
+    }
+
+
+def format_status(rows: list[dict[str, Any]], total: int, config: AppConfig) -> str:
+    width = max((len(row["id"]) for row in rows), default=10)
+    lines = [
+        f"{'SOURCE':<{width}}  {'STATE':<12}  {'LAST OK':<16}  {'NEXT CHECK':<16}  "
+        f"{'ERRORS':>6}  {'ITEMS':>5}  {'304s':>4}  LAST ERROR"
+    ]
+    for row in rows:
+        share = row["not_modified_share"]
+        lines.append(
+            f"{row['id']:<{width}}  {row['state']:<12}  {_when(row['last_success']):<16}  "
+            f"{_when(row['next_check']):<16}  {row['consecutive_errors']:>6}  {row['items']:>5}  "
+            f"{'-' if share is None else f'{share:.0%}':>4}  {row['last_error'] or ''}"
+        )
+        if row["suggested_edit"]:
+            lines.append(f"{'':<{width}}  -> {row['suggested_edit']}")
+    lines.append(f"{total} items stored in {config.database_path}")
+    return "\n".join(lines)
 
 
 def _when(moment: datetime | None) -> str:

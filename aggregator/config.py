@@ -14,8 +14,8 @@ import difflib
 import re
 import types
 import typing
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 from urllib.parse import urlsplit
@@ -306,6 +306,18 @@ class AppConfig:
     settings: Settings
     sources: tuple[SourceConfig, ...]
     topics: tuple[TopicConfig, ...]
+    #: Where each source's ``url`` is written ("config/sources.yaml:14"), for messages
+    #: that ask the curator to edit it.
+    url_locations: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def files(self) -> tuple[Path, ...]:
+        """The files this configuration was read from (watched by the daemon)."""
+        return (
+            self.config_dir / DEFAULT_SETTINGS_FILE,
+            self.config_dir / DEFAULT_SOURCES_FILE,
+            (self.config_dir / self.settings.topics_file).resolve(),
+        )
 
     def resolve(self, relative: str) -> Path:
         """A path from the config resolved against the config folder."""
@@ -368,11 +380,16 @@ def load_config(config_dir: Path | str) -> AppConfig:
                     )
     if problems or settings is None or sources_file is None or topics_file is None:
         raise ConfigError(problems)
+    assert sources_doc is not None
     return AppConfig(
         config_dir=config_dir.resolve(),
         settings=settings,
         sources=tuple(sources_file.sources),
         topics=tuple(topics_file.topics),
+        url_locations={
+            source.id: f"{sources_doc.path}:{sources_doc.line_of(('sources', i, 'url'))}"
+            for i, source in enumerate(sources_file.sources)
+        },
     )
 
 

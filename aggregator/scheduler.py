@@ -1,10 +1,15 @@
-"""The long-lived daemon: APScheduler wiring only.
+"""The long-lived daemon: APScheduler wiring, signals and config reloads.
 
-One interval job polls the sources that are due (each source has its own interval,
-kept as ``next_check_at`` in the database), so the daemon and ``run --once`` share
-``pipeline.run_cycle``. The job never overlaps itself (``max_instances=1``) and missed
-runs collapse into one (``coalesce``). SIGINT/SIGTERM ask the running cycle to stop
-after its current source's write, then the scheduler shuts down and the process exits.
+One interval job looks for due sources (each source's next check is stored in the
+database, see ``aggregator.schedule``) and runs ``pipeline.run_cycle`` on them, so the
+daemon and ``run --once`` share one code path. The job never overlaps itself
+(``max_instances=1``) and missed runs collapse into one (``coalesce``); feeds are
+re-published only after a poll round that changed something.
+
+Signals: SIGINT/SIGTERM ask the running cycle to stop after its current source's
+write, then the process exits 0. SIGHUP, or any config file changing on disk, reloads
+the configuration before the next round; an invalid new configuration is logged with
+its file:line messages and the daemon keeps running on the last valid one.
 """
 
 from __future__ import annotations
@@ -13,13 +18,14 @@ import logging
 import signal
 import threading
 from datetime import UTC, datetime
+from pathlib import Path
 from types import FrameType
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from aggregator.config import AppConfig
-from aggregator.errors import AggregatorError
+from aggregator.config import AppConfig, load_config
+from aggregator.errors import AggregatorError, ConfigError
 from aggregator.pipeline import run_cycle
 from aggregator.storage import Storage
 
@@ -27,21 +33,76 @@ log = logging.getLogger(__name__)
 
 #: Longest time between two looks at which sources are due.
 MAX_TICK_SECONDS = 60.0
+JOB_ID = "poll-due-sources"
 
 
 def tick_seconds(config: AppConfig) -> float:
     """How often to look for due sources: often enough for the shortest interval."""
-    shortest = min((config.interval_of(s) for s in config.sources if s.enabled), default=60.0)
+    shortest = min(
+        [config.interval_of(s) for s in config.sources if s.enabled]
+        + [config.settings.schedule.min_interval],
+    )
     return max(1.0, min(MAX_TICK_SECONDS, shortest))
+
+
+class ConfigWatcher:
+    """Holds the configuration in force and swaps in a valid new one when files change."""
+
+    def __init__(self, config: AppConfig) -> None:
+        self.config = config
+        self._stamps = _stamps(config.files)
+        self.reload_requested = threading.Event()
+
+    def maybe_reload(self) -> bool:
+        """Reload if asked (SIGHUP) or a file changed; True when a new config is in force."""
+        stamps = _stamps(self.config.files)
+        if not self.reload_requested.is_set() and stamps == self._stamps:
+            return False
+        self.reload_requested.clear()
+        self._stamps = stamps  # a broken file is reported once, not every tick
+        try:
+            new = load_config(self.config.config_dir)
+        except ConfigError as exc:
+            for problem in exc.problems:
+                log.error("config error, keeping the running configuration: %s", problem)
+            return False
+        if new.database_path != self.config.database_path:
+            log.error("the database path changed; that needs a restart, keeping the old one")
+            return False
+        self._stamps = _stamps(new.files)
+        self.config = new
+        log.info("configuration reloaded sources=%d topics=%d", len(new.sources), len(new.topics))
+        return True
+
+
+def _stamps(files: tuple[Path, ...]) -> tuple[tuple[int, int] | None, ...]:
+    stamps: list[tuple[int, int] | None] = []
+    for path in files:
+        try:
+            stat = path.stat()
+        except OSError:
+            stamps.append(None)
+        else:
+            stamps.append((stat.st_mtime_ns, stat.st_size))
+    return tuple(stamps)
 
 
 def run_daemon(config: AppConfig, storage: Storage, stop: threading.Event | None = None) -> None:
     """Poll due sources until SIGINT/SIGTERM (or ``stop`` is set), then return."""
     stop = stop or threading.Event()
+    watcher = ConfigWatcher(config)
+    scheduler = BackgroundScheduler(
+        timezone=UTC,
+        job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
+    )
 
     def poll_due() -> None:
+        if watcher.maybe_reload():
+            scheduler.reschedule_job(
+                JOB_ID, trigger=IntervalTrigger(seconds=tick_seconds(watcher.config), timezone=UTC)
+            )
         try:
-            report = run_cycle(config, storage, due_only=True, stop=stop)
+            report = run_cycle(watcher.config, storage, due_only=True, stop=stop)
         except AggregatorError as exc:  # e.g. the disk is full: log, retry next tick
             log.error("cycle failed: %s", exc)
             return
@@ -51,14 +112,10 @@ def run_daemon(config: AppConfig, storage: Storage, stop: threading.Event | None
                 len(report.sources), report.new_items, len(report.files_written),
             )  # fmt: skip
 
-    scheduler = BackgroundScheduler(
-        timezone=UTC,
-        job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
-    )
     scheduler.add_job(
         poll_due,
         IntervalTrigger(seconds=tick_seconds(config), timezone=UTC),
-        id="poll-due-sources",
+        id=JOB_ID,
         next_run_time=datetime.now(UTC),
     )
 
@@ -66,7 +123,19 @@ def run_daemon(config: AppConfig, storage: Storage, stop: threading.Event | None
         log.info("received %s; stopping after the current write", signal.Signals(signum).name)
         stop.set()
 
-    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    def request_reload(_signum: int, _frame: FrameType | None) -> None:
+        log.info("received SIGHUP; reloading the configuration before the next round")
+        watcher.reload_requested.set()
+        job = scheduler.get_job(JOB_ID)
+        if job is not None:
+            job.modify(next_run_time=datetime.now(UTC))
+
+    handlers = {
+        signal.SIGINT: request_stop,
+        signal.SIGTERM: request_stop,
+        signal.SIGHUP: request_reload,
+    }
+    previous = {sig: signal.signal(sig, handler) for sig, handler in handlers.items()}
     scheduler.start()
     log.info("daemon started sources=%d tick=%ss", len(config.sources), tick_seconds(config))
     try:

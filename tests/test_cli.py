@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import signal
 import sqlite3
@@ -86,7 +87,15 @@ def test_demo_runs_offline_and_a_rerun_changes_nothing(demo: Path) -> None:
 
     code, status, _ = invoke("--config", str(demo), "status")
     assert code == 0
-    assert "sjfzxm-en" in status and "items 7" in status
+    (row,) = [line for line in status.splitlines() if line.startswith("sjfzxm-en ")]
+    assert row.split()[1] == "not_modified"
+    code, raw, _ = invoke("--config", str(demo), "status", "--json")
+    assert code == 0
+    rows = {row["id"]: row for row in json.loads(raw)}
+    assert rows["sjfzxm-en"]["items"] == 7
+    assert rows["sjfzxm-en"]["polls"] == 2
+    assert rows["sjfzxm-en"]["not_modified_share"] == 0.5
+    assert rows["sjfzxm-en"]["consecutive_errors"] == 0
 
 
 def test_python_dash_m_works_the_same(demo: Path) -> None:
