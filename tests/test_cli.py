@@ -16,7 +16,15 @@ import pytest
 from click.testing import CliRunner
 
 from aggregator.cli import cli
-from tests.conftest import DATA, PROJECT, TEST_FETCH_SETTINGS, FeedServer, Route, write_config
+from tests.conftest import (
+    DATA,
+    PROJECT,
+    TEST_FETCH_SETTINGS,
+    FeedServer,
+    Hit,
+    Route,
+    write_config,
+)
 
 
 @pytest.fixture
@@ -109,42 +117,110 @@ def test_python_dash_m_works_the_same(demo: Path) -> None:
     assert "12 topics" in completed.stdout
 
 
-def test_daemon_polls_repeatedly_and_stops_cleanly_on_sigterm(
-    tmp_path: Path, feed_server: FeedServer
-) -> None:
+def wait_for(condition, process: subprocess.Popen[str], what: str, timeout: float = 30) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if process.poll() is not None:
+            pytest.fail(f"the daemon exited while waiting for {what}: {process.communicate()}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+def test_daemon_lifecycle(tmp_path: Path, feed_server: FeedServer) -> None:
+    """The real daemon as a subprocess: polls, holds the database, survives a broken
+    config, applies a good one without a restart, and stops cleanly on SIGTERM."""
     feed_server.routes["/mills.rss"] = Route(body=(DATA / "e2e" / "mills.rss").read_bytes())
+    feed_server.routes["/wire.atom"] = Route(body=(DATA / "e2e" / "wire.atom").read_bytes())
+    one_source = (
+        f"sources:\n  - id: mills\n    name: Mills\n    url: {feed_server.url('/mills.rss')}\n"
+    )
     folder = write_config(
         tmp_path / "cfg",
-        sources="sources:\n  - id: mills\n    name: Mills\n"
-        f"    url: {feed_server.url('/mills.rss')}\n",
+        sources=one_source,
         settings="database: db.sqlite\noutput_dir: out\npoll_interval: 1s\n"
-        "schedule:\n  min_interval: 1s\n  adaptive: false\n" + TEST_FETCH_SETTINGS,
+        "schedule:\n  min_interval: 1s\n  adaptive: false\n"
+        "logging:\n  format: json\n" + TEST_FETCH_SETTINGS,
     )
-    process = subprocess.Popen(
-        [sys.executable, "-m", "aggregator", "--config", str(folder), "run"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    command = [sys.executable, "-m", "aggregator", "--config", str(folder), "run"]
+    daemon = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            polls = [h for h in feed_server.hits if h.path == "/mills.rss"]
-            if len(polls) >= 2 and (folder / "out" / "cotton-fibre-prices.rss").exists():
-                break
-            assert process.poll() is None, process.communicate()
-            time.sleep(0.2)
-        else:
-            pytest.fail("the daemon did not poll twice within 30 s")
-        assert polls[1].headers.get("if-none-match")  # the re-poll is conditional
-        process.send_signal(signal.SIGTERM)
-        _, err = process.communicate(timeout=30)
+
+        def polls(path: str) -> list[Hit]:
+            return [h for h in feed_server.hits if h.path == path]
+
+        wait_for(lambda: len(polls("/mills.rss")) >= 2, daemon, "two polls")
+        assert polls("/mills.rss")[1].headers.get("if-none-match")  # re-polls are conditional
+        assert (folder / "out" / "cotton-fibre-prices.rss").exists()
+
+        # One writer per database: a second daemon and a one-shot run both refuse.
+        for extra in ([], ["--once"]):
+            other = subprocess.run(command + extra, capture_output=True, text=True, timeout=60)
+            assert other.returncode == 1
+            assert f"in use by another textile-feeds process (pid {daemon.pid})" in other.stderr
+
+        # A broken config is reported and ignored; the daemon keeps polling.
+        (folder / "sources.yaml").write_text(one_source + "    bogus: 1\n")
+        before = len(polls("/mills.rss"))
+        wait_for(lambda: len(polls("/mills.rss")) >= before + 2, daemon, "polls after a bad edit")
+
+        # A good config is applied without a restart.
+        (folder / "sources.yaml").write_text(
+            one_source + f"  - id: wire\n    name: Wire\n    url: {feed_server.url('/wire.atom')}\n"
+        )
+        wait_for(lambda: len(polls("/wire.atom")) >= 1, daemon, "the new source")
+        time.sleep(0.5)
+        daemon.send_signal(signal.SIGTERM)
+        _, err = daemon.communicate(timeout=30)
     finally:
-        if process.poll() is None:
-            process.kill()
-    assert process.returncode == 0, err
-    assert "received SIGTERM" in err
-    assert "daemon stopped" in err
+        if daemon.poll() is None:
+            daemon.kill()
+    assert daemon.returncode == 0, err
+    logs = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    messages = [entry["message"] for entry in logs]
+    assert any("bogus: unknown key" in m and "sources.yaml:5" in m for m in messages), messages
+    assert any(m.startswith("configuration reloaded sources=2") for m in messages)
+    assert any(m == "received SIGTERM; stopping after the current write" for m in messages)
+    assert messages[-1] == "daemon stopped"
+    polled = [entry for entry in logs if entry["message"].startswith("polled ")]
+    assert {entry["source_id"] for entry in polled} == {"mills", "wire"}
+    assert all({"url", "status", "duration", "bytes", "new"} <= set(entry) for entry in polled)
     with sqlite3.connect(folder / "db.sqlite") as db:
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-        assert db.execute("SELECT count(*) FROM items").fetchone()[0] == 3
+        assert db.execute("SELECT count(*) FROM items").fetchone()[0] == 4
+
+
+def test_status_exit_code_and_redirect_suggestion(tmp_path: Path, feed_server: FeedServer) -> None:
+    feed_server.routes["/old.rss"] = Route(
+        status=301, validators=False, headers={"Location": "/new.rss"}
+    )
+    feed_server.routes["/new.rss"] = Route(body=(DATA / "e2e" / "mills.rss").read_bytes())
+    feed_server.routes["/down.rss"] = Route(status=500, validators=False)
+    folder = write_config(
+        tmp_path / "cfg",
+        sources="sources:\n"
+        f"  - id: moved\n    name: Moved\n    url: {feed_server.url('/old.rss')}\n"
+        f"  - id: down\n    name: Down\n    url: {feed_server.url('/down.rss')}\n",
+        settings="database: db.sqlite\noutput_dir: out\n"
+        "schedule:\n  redirect_confirmations: 2\nstatus:\n  failing_after: 2\n"
+        + TEST_FETCH_SETTINGS,
+    )
+    code, out, _ = invoke("--config", str(folder), "run", "--once")
+    assert code == 0
+    code, out, _ = invoke("--config", str(folder), "status")
+    assert code == 0  # one failure is below the threshold of 2
+    code, out, _ = invoke("--config", str(folder), "run", "--once")
+    code, out, _ = invoke("--config", str(folder), "status")
+    assert code == 1
+    lines = out.splitlines()
+    assert lines[1].startswith("down ") and "failing" in lines[1]
+    assert "HTTP 500 Internal Server Error" in lines[1]
+    assert lines[2].startswith("moved ") and "moved" in lines[2].split()[1]
+    assert lines[3].strip() == (
+        f"-> {folder / 'sources.yaml'}:4: set url of 'moved' to {feed_server.url('/new.rss')} "
+        "(permanent redirect seen on 2 polls in a row; polling the new URL meanwhile)"
+    )
+    feed_server.hits.clear()
+    invoke("--config", str(folder), "run", "--once")
+    assert "/old.rss" not in [h.path for h in feed_server.hits]  # the move is followed
+    assert "/new.rss" in [h.path for h in feed_server.hits]
