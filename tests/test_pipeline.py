@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import feedparser
+import httpx
 import pytest
 
 from aggregator.config import AppConfig, load_config
+from aggregator.fetch import Fetcher
 from aggregator.models import FetchOutcome
 from aggregator.pipeline import run_cycle
 from aggregator.storage import Storage
@@ -182,8 +187,6 @@ def test_stop_event_ends_the_cycle_after_the_current_source(
 def test_due_only_polls_sources_whose_time_has_come(
     setup: tuple[AppConfig, Storage, FeedServer],
 ) -> None:
-    from datetime import UTC, datetime, timedelta
-
     config, storage, server = setup
     start = datetime.now(UTC)
     run_cycle(config, storage, now=start)
@@ -218,3 +221,100 @@ def test_story_listed_twice_in_one_feed_is_stored_once(
     assert mills.new_items == 3
     (entry,) = read(config, "parks.rss").entries
     assert "joins the list" in entry.summary
+
+
+class ScriptedServer:
+    """An httpx MockTransport answering from a script, recording request headers."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict[str, str]] = []
+        self.respond: Callable[[httpx.Request], httpx.Response] = lambda r: httpx.Response(500)
+
+    def transport(self) -> httpx.MockTransport:
+        def handler(request: httpx.Request) -> httpx.Response:
+            self.requests.append(dict(request.headers))
+            return self.respond(request)
+
+        return httpx.MockTransport(handler)
+
+
+@pytest.fixture
+def scripted(tmp_path: Path) -> Iterator[tuple[AppConfig, Storage, ScriptedServer, Fetcher]]:
+    sources = "sources:\n  - id: mills\n    name: Mills\n    url: https://mills.example.com/rss\n"
+    config = load_config(write_config(tmp_path / "cfg", sources=sources, topics=TOPICS))
+    storage = Storage.open_sqlite(config.database_path)
+    server = ScriptedServer()
+    fetcher = Fetcher(config.settings.fetch, "test", transport=server.transport())
+    yield config, storage, server, fetcher
+    storage.close()
+
+
+MILLS = (DATA / "e2e" / "mills.rss").read_bytes()
+
+
+def test_a_304_with_new_validators_updates_them(
+    scripted: tuple[AppConfig, Storage, ScriptedServer, Fetcher],
+) -> None:
+    config, storage, server, fetcher = scripted
+    server.respond = lambda r: httpx.Response(
+        200, stream=httpx.ByteStream(MILLS), headers={"ETag": '"v1"'}
+    )
+    start = datetime.now(UTC)
+    run_cycle(config, storage, fetcher=fetcher, now=start)
+    server.respond = lambda r: httpx.Response(304, headers={"ETag": '"v2"'})
+    report = run_cycle(config, storage, fetcher=fetcher, now=start + timedelta(hours=1))
+    assert server.requests[-1]["if-none-match"] == '"v1"'
+    assert report.sources[0].outcome is FetchOutcome.NOT_MODIFIED
+    assert storage.source_states()["mills"].validators.etag == '"v2"'
+
+
+def test_server_ignoring_validators_is_not_parsed_twice(
+    scripted: tuple[AppConfig, Storage, ScriptedServer, Fetcher],
+) -> None:
+    config, storage, server, fetcher = scripted
+    server.respond = lambda r: httpx.Response(200, stream=httpx.ByteStream(MILLS))  # never a 304
+    start = datetime.now(UTC)
+    run_cycle(config, storage, fetcher=fetcher, now=start)
+    report = run_cycle(config, storage, fetcher=fetcher, now=start + timedelta(hours=1))
+    (source,) = report.sources
+    assert source.outcome is FetchOutcome.NOT_MODIFIED
+    assert source.entries_seen == 0  # the body hash matched: no parse
+    state = storage.source_states()["mills"]
+    assert (state.polls, state.not_modified_polls) == (2, 1)
+
+
+def test_unconditional_fetch_at_most_every_n_hours(
+    scripted: tuple[AppConfig, Storage, ScriptedServer, Fetcher],
+) -> None:
+    config, storage, server, fetcher = scripted
+    server.respond = lambda r: httpx.Response(
+        200, stream=httpx.ByteStream(MILLS), headers={"ETag": '"v1"'}
+    )
+    start = datetime.now(UTC)
+    for hours in (0, 1, 2, 25, 26):
+        run_cycle(config, storage, fetcher=fetcher, now=start + timedelta(hours=hours))
+    conditional = ["if-none-match" in headers for headers in server.requests]
+    # The first fetch has nothing to send; after 24 h one goes out without validators.
+    assert conditional == [False, True, True, False, True]
+
+
+def test_retry_after_holds_back_only_its_own_host(
+    setup: tuple[AppConfig, Storage, FeedServer],
+) -> None:
+    """127.0.0.1 and localhost are the same server but different hosts to us."""
+    config, storage, server = setup
+    server.routes["/mills.rss"] = Route(
+        status=503, validators=False, headers={"Retry-After": str(10 * 86400)}
+    )
+    localhost = config.sources[1].url.replace("127.0.0.1", "localhost")
+    other_host = config.sources[1].model_copy(update={"url": localhost})
+    config = replace(config, sources=(config.sources[0], other_host, config.sources[2]))
+    start = datetime.now(UTC)
+    run_cycle(config, storage, now=start)
+    server.hits.clear()
+    report = run_cycle(config, storage, now=start + timedelta(days=2))
+    outcomes = {r.source_id: r.outcome for r in report.sources}
+    assert outcomes["mills"] is FetchOutcome.DEFERRED  # same host as the 503
+    assert outcomes["down"] is FetchOutcome.DEFERRED  # also 127.0.0.1
+    assert outcomes["wire"] is FetchOutcome.NOT_MODIFIED  # localhost: polled as usual
+    assert [h.path for h in server.hits] == ["/wire.atom"]
