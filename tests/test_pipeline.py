@@ -249,16 +249,16 @@ def scripted(tmp_path: Path) -> Iterator[tuple[AppConfig, Storage, ScriptedServe
     storage.close()
 
 
-MILLS = (DATA / "e2e" / "mills.rss").read_bytes()
+def mills_response(**headers: str) -> httpx.Response:
+    body = (DATA / "e2e" / "mills.rss").read_bytes()
+    return httpx.Response(200, stream=httpx.ByteStream(body), headers=headers)
 
 
 def test_a_304_with_new_validators_updates_them(
     scripted: tuple[AppConfig, Storage, ScriptedServer, Fetcher],
 ) -> None:
     config, storage, server, fetcher = scripted
-    server.respond = lambda r: httpx.Response(
-        200, stream=httpx.ByteStream(MILLS), headers={"ETag": '"v1"'}
-    )
+    server.respond = lambda r: mills_response(ETag='"v1"')
     start = datetime.now(UTC)
     run_cycle(config, storage, fetcher=fetcher, now=start)
     server.respond = lambda r: httpx.Response(304, headers={"ETag": '"v2"'})
@@ -272,7 +272,7 @@ def test_server_ignoring_validators_is_not_parsed_twice(
     scripted: tuple[AppConfig, Storage, ScriptedServer, Fetcher],
 ) -> None:
     config, storage, server, fetcher = scripted
-    server.respond = lambda r: httpx.Response(200, stream=httpx.ByteStream(MILLS))  # never a 304
+    server.respond = lambda r: mills_response()  # never a 304
     start = datetime.now(UTC)
     run_cycle(config, storage, fetcher=fetcher, now=start)
     report = run_cycle(config, storage, fetcher=fetcher, now=start + timedelta(hours=1))
@@ -287,9 +287,7 @@ def test_unconditional_fetch_at_most_every_n_hours(
     scripted: tuple[AppConfig, Storage, ScriptedServer, Fetcher],
 ) -> None:
     config, storage, server, fetcher = scripted
-    server.respond = lambda r: httpx.Response(
-        200, stream=httpx.ByteStream(MILLS), headers={"ETag": '"v1"'}
-    )
+    server.respond = lambda r: mills_response(ETag='"v1"')
     start = datetime.now(UTC)
     for hours in (0, 1, 2, 25, 26):
         run_cycle(config, storage, fetcher=fetcher, now=start + timedelta(hours=hours))
