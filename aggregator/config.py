@@ -25,6 +25,7 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 from pydantic_core import PydanticCustomError
 
+from aggregator import __version__
 from aggregator.errors import ConfigError, ConfigProblem
 
 DEFAULT_SETTINGS_FILE = "settings.yaml"
@@ -235,7 +236,10 @@ class Settings(_Model):
     base_url: HttpUrl = "http://localhost:8000/"
     #: Title prefix of every published feed.
     site_title: NonEmptyStr = "Textile Feeds"
-    user_agent: NonEmptyStr = "textile-feeds/0.1 (+https://github.com/textile-feeds/textile-feeds)"
+    #: Where a site owner can reach whoever runs this instance; goes into the User-Agent.
+    contact_url: HttpUrl = "https://github.com/textile-feeds/textile-feeds"
+    #: Overrides the whole User-Agent (default: "textile-feeds/<version> (+<contact_url>)").
+    user_agent: NonEmptyStr | None = None
     #: Default time between two polls of a source.
     poll_interval: Duration = 1800.0
     #: Entries per published feed.
@@ -336,6 +340,13 @@ class AppConfig:
             if source.id == source_id:
                 return source
         raise KeyError(source_id)
+
+    @property
+    def user_agent(self) -> str:
+        """A truthful User-Agent: who we are, and how to reach the operator."""
+        return self.settings.user_agent or (
+            f"textile-feeds/{__version__} (+{self.settings.contact_url})"
+        )
 
     def interval_of(self, source: SourceConfig) -> float:
         return source.interval or self.settings.poll_interval

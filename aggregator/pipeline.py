@@ -63,7 +63,7 @@ def run_cycle(
     and republish every topic. ``stop`` ends the cycle after the current source."""
     now = now or datetime.now(UTC)
     rng = rng or random.Random()
-    fetcher = fetcher or Fetcher(config.settings.fetch, config.settings.user_agent)
+    fetcher = fetcher or Fetcher(config.settings.fetch, config.user_agent)
     topics = compile_topics(config.topics)
     schedule_settings = config.settings.schedule
 

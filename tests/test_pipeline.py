@@ -69,7 +69,7 @@ def read(config: AppConfig, name: str) -> feedparser.FeedParserDict:
 
 
 def test_cycle_end_to_end(setup: tuple[AppConfig, Storage, FeedServer]) -> None:
-    config, storage, _ = setup
+    config, storage, server = setup
     report = run_cycle(config, storage)
 
     outcomes = {r.source_id: r for r in report.sources}
@@ -108,6 +108,8 @@ def test_cycle_end_to_end(setup: tuple[AppConfig, Storage, FeedServer]) -> None:
 
     states = storage.source_states()
     assert states["down"].error_count == 1
+    agent = server.hits[0].headers["user-agent"]
+    assert agent == "textile-feeds/0.1.0 (+https://github.com/textile-feeds/textile-feeds)"
     assert states["mills"].validators.etag
 
 
