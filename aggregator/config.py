@@ -21,8 +21,16 @@ from typing import Annotated, Any, Literal, TypeVar
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import parsel
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from aggregator import __version__
@@ -255,12 +263,122 @@ class Settings(_Model):
 # --- sources.yaml ------------------------------------------------------------------
 
 
+def _regex(value: object) -> str:
+    if not isinstance(value, str) or not value:
+        raise _fail("regex", "expected a regular expression")
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise _fail("regex", f"invalid regular expression: {exc}") from None
+    return value
+
+
+def _selector(value: object) -> str:
+    """A CSS selector, optionally ending in ``::text`` or ``::attr(name)`` (parsel)."""
+    if not isinstance(value, str) or not value.strip():
+        raise _fail("selector", "expected a CSS selector")
+    try:
+        parsel.Selector(text="<html></html>").css(value)
+    except Exception as exc:  # cssselect raises several unrelated exception types
+        raise _fail("selector", f"invalid CSS selector {value!r}: {exc}") from None
+    return value
+
+
+Regex = Annotated[str, BeforeValidator(_regex)]
+CssSelector = Annotated[str, BeforeValidator(_selector)]
+
+
+class ItemSelectors(_Model):
+    """Where one news item sits in a list, and where its fields sit inside it.
+
+    Field selectors are relative to the item. Without a pseudo-element a field is the
+    element's whole text; ``::attr(href)`` takes an attribute, ``::text`` direct text."""
+
+    item: CssSelector
+    title: CssSelector
+    link: CssSelector
+    date: CssSelector | None = None
+    summary: CssSelector | None = None
+    category: CssSelector | None = None
+
+
+class ListingRules(ItemSelectors):
+    #: Link to the next listing page, followed up to ``max_pages`` pages per poll.
+    next_page: CssSelector | None = None
+    max_pages: int = Field(default=1, ge=1, le=50)
+
+
+class ArticleRules(_Model):
+    """What to take from an article page (listing mode: for new items only)."""
+
+    title: CssSelector | None = None
+    date: CssSelector | None = None
+    #: The article text; all matches are kept, in order.
+    body: CssSelector | None = None
+    category: CssSelector | None = None
+    #: Finds the original publisher in the page text, first group: "(source: Hebei Daily)".
+    publisher_pattern: Regex | None = None
+    #: A list of further items on the page ("Related reading"), stored like listing items.
+    related: ItemSelectors | None = None
+    #: Links to follow in chain mode ("Read the next article", related reading).
+    follow: tuple[CssSelector, ...] = ()
+
+
+class ChainRules(_Model):
+    """Article-chain mode: crawl from known articles along ``article.follow`` links."""
+
+    #: Article URLs to start from (absolute, or relative to ``site``); the source's
+    #: ``url`` is always the first page read.
+    start: tuple[NonEmptyStr, ...] = ()
+    #: Only URL paths matching this are followed (same site only, always).
+    url_pattern: Regex
+    #: Link steps away from a starting article, and pages fetched, per poll.
+    max_hops: int = Field(default=5, ge=1, le=100)
+    max_pages: int = Field(default=20, ge=1, le=500)
+    #: Also restart from the newest stored articles, to find what was added after them.
+    restart_from_latest: int = Field(default=3, ge=0, le=50)
+
+
+class HtmlRules(_Model):
+    """How to read a portal with no feed (``type: html``)."""
+
+    #: The real site the pages belong to; links resolve against it and, for snapshot
+    #: sources, its URLs map to files under ``snapshot_root``.
+    site: HttpUrl
+    listing: ListingRules | None = None
+    article: ArticleRules | None = None
+    chain: ChainRules | None = None
+    #: strptime formats tried in order; non-padded numbers ("2022/9/5 7:32:00") are fine.
+    date_formats: tuple[NonEmptyStr, ...] = ()
+    #: Cuts the date out of a noisy text ("2022/11/24 18:25:00 35" -> the first match).
+    date_pattern: Regex | None = None
+    #: Portals answer on mirror hosts; links are rewritten to this host.
+    canonical_host: str | None = None
+    #: First group = the article id (dedupes an article across URL variants).
+    id_pattern: Regex | None = None
+    #: Fetch each new listing item's page for its text, date and original publisher.
+    fetch_articles: bool = True
+    max_article_pages: int = Field(default=20, ge=0, le=500)
+    #: Snapshot sources only: folder (relative to the config folder) standing for the
+    #: site's root, so that links in snapshot pages are read from files, offline.
+    snapshot_root: str | None = None
+
+    @model_validator(mode="after")
+    def _needs_a_mode(self) -> HtmlRules:
+        if self.listing is None and self.chain is None:
+            raise ValueError("give `listing` selectors, `chain` rules, or both")
+        if self.chain is not None and (self.article is None or not self.article.follow):
+            raise ValueError("chain mode needs `article` rules with `follow` link selectors")
+        return self
+
+
 class SourceConfig(_Model):
     id: SourceId
     #: Display name used in attribution ("Source: Fibre2Fashion").
     name: NonEmptyStr
-    type: Literal["feed"] = "feed"
-    #: Feed URL, or a snapshot file path relative to the config folder.
+    #: "feed" (RSS, Atom, JSON Feed) or "html" (a portal without a feed; see ``html``).
+    type: Literal["feed", "html"] = "feed"
+    #: Feed or listing-page URL, or a snapshot file path relative to the config folder.
     url: SourceLocation
     #: The publisher's website, linked from attribution.
     home: HttpUrl | None = None
@@ -270,6 +388,16 @@ class SourceConfig(_Model):
     #: Zone of dates the feed writes without one (e.g. Chinese portals: Asia/Shanghai).
     timezone: TimeZoneName = "UTC"
     enabled: bool = True
+    #: Scraping rules, for ``type: html`` only.
+    html: HtmlRules | None = None
+
+    @model_validator(mode="after")
+    def _html_rules_match_type(self) -> SourceConfig:
+        if self.type == "html" and self.html is None:
+            raise ValueError("a source of type html needs an `html` block of selectors")
+        if self.type == "feed" and self.html is not None:
+            raise ValueError("`html` rules apply to `type: html` sources only")
+        return self
 
     @property
     def is_local(self) -> bool:

@@ -84,6 +84,8 @@ class ParsedEntry:
     author: str | None
     categories: tuple[str, ...]
     language: str | None
+    #: Who first published the story, when the page names it ("(source: Hebei Daily)").
+    original_publisher: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -123,6 +125,8 @@ class Item:
     language: str | None
     #: Hash of the content a subscriber sees; a change means the item was edited.
     content_hash: str
+    #: Who first published the story, when the source names it ("Hebei Daily").
+    original_publisher: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -171,6 +175,7 @@ class StoredItem:
     sources: tuple[SourceRef, ...]
     #: Slugs of the topics the item belongs to.
     topics: tuple[str, ...]
+    original_publisher: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

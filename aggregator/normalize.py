@@ -91,6 +91,7 @@ def normalize_entry(
         categories=tuple(dict.fromkeys(c for c in map(clean_text, entry.categories) if c)),
         language=(entry.language or "").strip().lower() or None,
         content_hash=content_hash,
+        original_publisher=clean_text(entry.original_publisher) or None,
     )
 
 

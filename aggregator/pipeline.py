@@ -14,7 +14,7 @@ import hashlib
 import logging
 import random
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -38,6 +38,7 @@ from aggregator.normalize import normalize_entry
 from aggregator.parse import parse_feed
 from aggregator.publish import publish_topic
 from aggregator.schedule import base_interval, needs_unconditional, plan_poll, polled_url
+from aggregator.scrape import ROBOTS, PageFetcher, scrape
 from aggregator.storage import Storage, Transaction
 
 log = logging.getLogger(__name__)
@@ -95,8 +96,7 @@ def run_cycle(
             schedule_settings,
         )  # fmt: skip
         polls.append(_Poll(source=source, state=state, request=request, base=base))
-    requests = [p.request for p in polls]
-    results = fetcher.fetch_all(requests, blocked_hosts=blocked) if requests else []
+    results = _fetch_first_pages(polls, fetcher, blocked)
 
     reports: list[SourceReport] = []
     for poll, result in zip(polls, results, strict=True):
@@ -105,7 +105,7 @@ def run_cycle(
                 "stop requested; %d sources left for the next cycle", len(polls) - len(reports)
             )
             break
-        reports.append(_ingest(config, storage, topics, poll, result, now, rng))
+        reports.append(_ingest(config, storage, fetcher, topics, poll, result, now, rng))
 
     changed = any(r.new_items or r.updated_items for r in reports)
     # The daemon looks for due sources every minute; re-render only when something
@@ -123,6 +123,31 @@ class _Poll:
     base: float
 
 
+def _fetch_first_pages(
+    polls: Sequence[_Poll], fetcher: Fetcher, blocked: dict[str, datetime]
+) -> list[FetchResult]:
+    """One batch request per source; a scraped page robots.txt forbids is not requested."""
+
+    def fetch_robots(url: str) -> FetchResult:
+        request = FetchRequest(source_id="robots.txt", url=url)
+        return fetcher.fetch_all([request], blocked_hosts=blocked)[0]
+
+    refused: dict[int, FetchResult] = {}
+    for index, poll in enumerate(polls):
+        request = poll.request
+        if poll.source.html is None or request.is_local:
+            continue
+        if not ROBOTS.allowed(request.url, fetch_robots):
+            refused[index] = FetchResult(
+                source_id=request.source_id, url=request.url, outcome=FetchOutcome.FAILED,
+                error="robots.txt disallows this page", error_type="robots",
+                validators=request.validators,
+            )  # fmt: skip
+    wanted = [p.request for i, p in enumerate(polls) if i not in refused]
+    fetched = iter(fetcher.fetch_all(wanted, blocked_hosts=blocked) if wanted else [])
+    return [refused[i] if i in refused else next(fetched) for i in range(len(polls))]
+
+
 def _output_missing(config: AppConfig) -> bool:
     return any(
         not (config.output_dir / f"{topic.slug}.{ext}").is_file()
@@ -138,6 +163,7 @@ def _is_due(state: SourceState, now: datetime) -> bool:
 def _ingest(
     config: AppConfig,
     storage: Storage,
+    fetcher: Fetcher,
     topics: Sequence[CompiledTopic],
     poll: _Poll,
     result: FetchResult,
@@ -146,31 +172,27 @@ def _ingest(
 ) -> SourceReport:
     """Parse, normalize and store one source's fetch result (one transaction)."""
     source, state = poll.source, poll.state
-    parse_error = None
-    ttl = None
+    read = SourceRead()
     body_hash = None
     items: list[Item] = []
-    entries_seen = 0
     if result.outcome is FetchOutcome.OK:
         body_hash = hashlib.sha256(result.body).hexdigest()
-        if body_hash == state.body_hash:
+        crawls = source.html is not None and source.html.chain is not None
+        if body_hash == state.body_hash and not crawls:
             # The server ignored our validators but sent the same bytes: nothing to parse.
             result = replace(result, outcome=FetchOutcome.NOT_MODIFIED)
         else:
-            try:
-                parsed = parse_feed(result)
-            except ParseError as exc:
-                parse_error = exc.message
-            else:
-                entries_seen = len(parsed.entries)
-                ttl = parsed.ttl_minutes
-                if parsed.warning:
-                    log.debug("feed warning source=%s: %s", source.id, parsed.warning)
-                items = _normalize(source, result, parsed.entries, now)
+            read = read_source(
+                config, source, result, fetcher,
+                is_known=lambda link: bool(storage.known_links([link])),
+                latest_links=storage.latest_links(source.id, 10) if crawls else (),
+            )  # fmt: skip
+            items = _normalize(source, read.base_url, read.entries, now)
 
     update = plan_poll(
         state=state, result=result, base=poll.base, settings=config.settings.schedule,
-        now=now, rng=rng, parse_error=parse_error, ttl_minutes=ttl, body_hash=body_hash,
+        now=now, rng=rng, parse_error=read.problem, problem_type=read.problem_type,
+        ttl_minutes=read.ttl_minutes, body_hash=body_hash,
     )  # fmt: skip
     if not poll.request.is_local:
         update = replace(update, host=host_of(poll.request.url))
@@ -183,7 +205,7 @@ def _ingest(
         "polled source=%s url=%s outcome=%s status=%s seconds=%.2f bytes=%d entries=%d "
         "new=%d updated=%d next_check=%s%s",
         source.id, poll.request.url, update.outcome.value, result.status, result.duration,
-        len(result.body), entries_seen, stored.new, stored.updated,
+        len(result.body), len(read.entries), stored.new, stored.updated,
         update.next_check_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
         f" error={update.error!r}" if update.error else "",
         extra={"source_id": source.id, "url": poll.request.url, "outcome": update.outcome.value,
@@ -194,16 +216,58 @@ def _ingest(
         source_id=source.id,
         outcome=update.outcome,
         error=update.error,
-        entries_seen=entries_seen,
+        entries_seen=len(read.entries),
         new_items=stored.new,
         updated_items=stored.updated,
     )
 
 
-def _normalize(
-    source: SourceConfig, result: FetchResult, entries: Sequence[ParsedEntry], now: datetime
-) -> list[Item]:
+@dataclass(frozen=True, slots=True)
+class SourceRead:
+    """What one source's fetched body (and, for html sources, its further pages) held."""
+
+    entries: tuple[ParsedEntry, ...] = ()
+    ttl_minutes: int | None = None
+    #: Why the body could not be read, or a selector problem (entries are still kept).
+    problem: str | None = None
+    problem_type: str = "parse"
+    #: Base for relative links left in the entries.
+    base_url: str = ""
+
+
+def read_source(
+    config: AppConfig,
+    source: SourceConfig,
+    result: FetchResult,
+    fetcher: Fetcher,
+    *,
+    is_known: Callable[[str], bool],
+    latest_links: Sequence[str] = (),
+) -> SourceRead:
+    """Parse a feed, or scrape an html source from its first page on. Never raises for
+    the source's own faults: they come back as ``problem``."""
     base = result.final_url if result.final_url.startswith("http") else (source.home or "")
+    try:
+        if source.html is not None:
+            pages = PageFetcher(config=config, source=source, fetcher=fetcher)
+            scraped = scrape(pages, result, is_known=is_known, latest_links=latest_links)
+            return SourceRead(
+                entries=scraped.entries,
+                problem=scraped.problem,
+                problem_type="selector",
+                base_url=pages.real_url(result),
+            )
+        parsed = parse_feed(result)
+    except ParseError as exc:
+        return SourceRead(problem=exc.message, base_url=base)
+    if parsed.warning:
+        log.debug("feed warning source=%s: %s", source.id, parsed.warning)
+    return SourceRead(entries=parsed.entries, ttl_minutes=parsed.ttl_minutes, base_url=base)
+
+
+def _normalize(
+    source: SourceConfig, base: str, entries: Sequence[ParsedEntry], now: datetime
+) -> list[Item]:
     zone = ZoneInfo(source.timezone)
     items: list[Item] = []
     seen_keys: set[str] = set()

@@ -147,6 +147,10 @@ def _summary_with_attribution(item: StoredItem, settings: Settings) -> str:
     parts = [item.summary_html] if item.summary_html else []
     if item.sources:
         line = f"Source: {named_link(item.sources[0])}"
+        if item.original_publisher:
+            # A portal reposting a provincial paper's story: credit the paper first.
+            publisher = html.escape(item.original_publisher)
+            line = f"Source: {publisher} via {named_link(item.sources[0])}"
         if len(item.sources) > 1:
             line += ". Also carried by: " + ", ".join(map(named_link, item.sources[1:]))
         parts.append(f"<p>{line}</p>")

@@ -94,6 +94,7 @@ def plan_poll(
     now: datetime,
     rng: random.Random,
     parse_error: str | None = None,
+    problem_type: str = "parse",
     ttl_minutes: int | None = None,
     body_hash: str | None = None,
 ) -> PollUpdate:
@@ -127,7 +128,7 @@ def plan_poll(
     return _update(
         state, result, now, rng, settings,
         interval=interval, wait=interval, polled=True, error_count=error_count, gone=gone,
-        error=error, error_type="parse" if parse_error else result.error_type,
+        error=error, error_type=problem_type if parse_error else result.error_type,
         body_hash=body_hash,
     )  # fmt: skip
 

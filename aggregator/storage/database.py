@@ -159,6 +159,27 @@ class Storage:
         with _storage_errors("reading hosts"), self._engine.connect() as connection:
             return {host: _from_db_required(until) for host, until in connection.execute(query)}
 
+    def known_links(self, links: Sequence[str]) -> set[str]:
+        """Those of ``links`` (canonical URLs) that belong to a stored item."""
+        keys = self._t["item_keys"]
+        wanted = {f"link:{link}": link for link in links}
+        query = sa.select(keys.c.key).where(keys.c.key.in_(list(wanted)))
+        with _storage_errors("reading items"), self._engine.connect() as connection:
+            return {wanted[key] for key in connection.execute(query).scalars()}
+
+    def latest_links(self, source_id: str, limit: int) -> list[str]:
+        """Links of the source's newest stored items, newest first."""
+        items, item_sources = self._t["items"], self._t["item_sources"]
+        query = (
+            sa.select(item_sources.c.link)
+            .join(items, items.c.id == item_sources.c.item_id)
+            .where(item_sources.c.source_id == source_id, item_sources.c.link.is_not(None))
+            .order_by(items.c.published_at.desc(), items.c.id.desc())
+            .limit(limit)
+        )
+        with _storage_errors("reading items"), self._engine.connect() as connection:
+            return list(connection.execute(query).scalars())
+
     def recent_item_counts(self, since: datetime) -> dict[str, int]:
         """Items each source carried that were published since ``since`` (posting rate)."""
         items, item_sources = self._t["items"], self._t["item_sources"]
@@ -253,6 +274,7 @@ class Storage:
                 categories=tuple(json.loads(row["categories"])),
                 sources=tuple(refs[row["id"]]),
                 topics=tuple(topics[row["id"]]),
+                original_publisher=row["original_publisher"],
             )
             for row in rows
         ]
@@ -449,4 +471,5 @@ class Transaction:
             "categories": json.dumps(list(item.categories), ensure_ascii=False),
             "language": item.language,
             "content_hash": item.content_hash,
+            "original_publisher": item.original_publisher,
         }

@@ -118,8 +118,13 @@ def _v2_polling_state(connection: sa.Connection) -> None:
     metadata.create_all(connection)
 
 
+def _v3_original_publisher(connection: sa.Connection) -> None:
+    """Issue 4: the publisher a scraped page names ("(source: Hebei Daily)")."""
+    _add_columns(connection, "items", sa.Column("original_publisher", sa.Text))
+
+
 #: Every migration ever shipped, in order. Append only.
-MIGRATIONS: tuple[Migration, ...] = (_v1_initial, _v2_polling_state)
+MIGRATIONS: tuple[Migration, ...] = (_v1_initial, _v2_polling_state, _v3_original_publisher)
 
 _VERSIONS = sa.Table(
     "schema_migrations",
