@@ -316,8 +316,11 @@ class ArticleRules(_Model):
     #: The article text; all matches are kept, in order.
     body: CssSelector | None = None
     category: CssSelector | None = None
-    #: Finds the original publisher in the page text, first group: "(source: Hebei Daily)".
+    #: Finds the original publisher, first group: r"\(source:\s*([^)]+)\)" finds
+    #: "Hebei Daily" in "(source: Hebei Daily)". Searched in ``publisher`` (a selector)
+    #: when given, else in the whole page text.
     publisher_pattern: Regex | None = None
+    publisher: CssSelector | None = None
     #: A list of further items on the page ("Related reading"), stored like listing items.
     related: ItemSelectors | None = None
     #: Links to follow in chain mode ("Read the next article", related reading).

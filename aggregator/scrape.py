@@ -145,7 +145,7 @@ class PageFetcher:
             return first.final_url or first.url
         root = self.config.resolve(self.rules.snapshot_root or ".")
         relative = Path(first.url).resolve().relative_to(root).as_posix()
-        return urljoin(self.rules.site, relative)
+        return urljoin(self.rules.site, "/" + relative)  # the folder is the site's root
 
 
 def scrape(

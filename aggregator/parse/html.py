@@ -127,7 +127,10 @@ def extract_article(
         body_html = "".join(f"<p>{_escape(p)}</p>" for p in paragraphs)
     publisher = None
     if article.publisher_pattern:
-        text = " ".join(root.xpath("//body//text()").getall())
+        if article.publisher:
+            text = " ".join(select_all(root, article.publisher))
+        else:
+            text = " ".join(root.xpath("//body//text()").getall())
         if match := re.search(article.publisher_pattern, text):
             publisher = clean_text(match.group(1) if match.groups() else match.group(0))
     follow: list[str] = []
