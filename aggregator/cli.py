@@ -20,7 +20,7 @@ from aggregator import __version__
 from aggregator.config import AppConfig, SourceConfig, load_config
 from aggregator.errors import AggregatorError, ConfigError
 from aggregator.models import CycleReport, FetchOutcome, SourceState
-from aggregator.pipeline import run_cycle
+from aggregator.pipeline import run_cycle, try_source
 from aggregator.scheduler import run_daemon
 from aggregator.storage import Storage
 from aggregator.storage.lock import exclusive_lock
@@ -242,6 +242,47 @@ def format_status(rows: list[dict[str, Any]], total: int, config: AppConfig) -> 
 
 def _when(moment: datetime | None) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M") if moment else "never"
+
+
+@cli.command(name="try")
+@config_option
+@click.argument("source_id")
+@click.option("--limit", type=int, default=20, show_default=True, help="Items to show.")
+@click.pass_context
+def try_(ctx: click.Context, config_dir: Path | None, source_id: str, limit: int) -> None:
+    """Fetch one source and show what it would yield, storing nothing.
+
+    For writing selectors by trial: each item's title, link, date, start of the
+    summary, original publisher and topics. Works on snapshot files too. Exit 1 when
+    the source cannot be read."""
+    config = _config(ctx, config_dir)
+    _setup_logging(config, ctx.obj["verbose"], quiet_default=True)
+    try:
+        source = config.source(source_id)
+    except KeyError:
+        known = ", ".join(s.id for s in config.sources)
+        click.echo(f"error: no source {source_id!r} in the config (known: {known})", err=True)
+        ctx.exit(EXIT_CONFIG)
+    trial = try_source(config, source)
+    fetched = trial.fetched
+    click.echo(f"{source.id} ({source.type}) {fetched.url}")
+    click.echo(f"  fetch: {fetched.outcome.value}, HTTP {fetched.status or '-'}, "
+               f"{len(fetched.body)} bytes in {fetched.duration:.2f}s")  # fmt: skip
+    for item, slugs in trial.items[:limit]:
+        when = "none (first seen now)" if item.date_missing else f"{_when(item.published_at)} UTC"
+        click.echo(f"\n- {item.title}")
+        click.echo(f"  link:      {item.link or '-'}")
+        click.echo(f"  date:      {when}")
+        click.echo(f"  summary:   {item.summary_text[:100] or '-'}")
+        if item.original_publisher:
+            click.echo(f"  publisher: {item.original_publisher}")
+        click.echo(f"  topics:    {', '.join(slugs) or '-'}")
+    shown = min(limit, len(trial.items))
+    click.echo(f"\n{len(trial.items)} items ({shown} shown); nothing was stored.")
+    if trial.read.problem:
+        click.echo(f"problem ({trial.read.problem_type}): {trial.read.problem}", err=True)
+        if not trial.items:
+            ctx.exit(EXIT_FAILURE)
 
 
 def format_report(report: CycleReport, config: AppConfig) -> str:

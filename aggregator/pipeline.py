@@ -85,7 +85,10 @@ def run_cycle(
             if source.is_local
             else polled_url(state, source.url, schedule_settings)
         )
-        unconditional = needs_unconditional(state, now, schedule_settings)
+        # A chain crawl starts from old, unchanging pages: a 304 there says nothing about
+        # the articles further along, so those sources always fetch in full.
+        crawls = source.html is not None and source.html.chain is not None
+        unconditional = crawls or needs_unconditional(state, now, schedule_settings)
         request = FetchRequest(
             source_id=source.id,
             url=url,
@@ -329,4 +332,35 @@ def _report(
         files_written=tuple(written),
         files_unchanged=unchanged,
         publish_errors=tuple(errors),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Trial:
+    """What one source would yield now, computed without touching the database."""
+
+    fetched: FetchResult
+    read: SourceRead
+    #: Each normalized item with the slugs of the topics it would join.
+    items: tuple[tuple[Item, tuple[str, ...]], ...]
+
+
+def try_source(config: AppConfig, source: SourceConfig, *, fetcher: Fetcher | None = None) -> Trial:
+    """Fetch and read one source as a poll would, store nothing (``textile-feeds try``)."""
+    now = datetime.now(UTC)
+    fetcher = fetcher or Fetcher(config.settings.fetch, config.user_agent)
+    url = str(config.resolve(source.url)) if source.is_local else source.url
+    request = FetchRequest(source_id=source.id, url=url)
+    poll = _Poll(source=source, state=SourceState(source_id=source.id, name=source.name, url=url),
+                 request=request, base=0.0)  # fmt: skip
+    (fetched,) = _fetch_first_pages([poll], fetcher, {})
+    read = SourceRead(problem=fetched.error, problem_type=fetched.error_type or "fetch")
+    if fetched.outcome is FetchOutcome.OK:
+        read = read_source(config, source, fetched, fetcher, is_known=lambda _link: False)
+    topics = compile_topics(config.topics)
+    items = _normalize(source, read.base_url, read.entries, now)
+    return Trial(
+        fetched=fetched,
+        read=read,
+        items=tuple((item, tuple(m.slug for m in categorize(item, topics))) for item in items),
     )
