@@ -24,11 +24,13 @@ from aggregator.parse.html import (
 from aggregator.pipeline import run_cycle
 from aggregator.scrape import ROBOTS
 from aggregator.storage import Storage
-from tests.conftest import DATA, TEST_FETCH_SETTINGS, FeedServer, Route, write_config
+from tests.conftest import DATA, PROJECT, TEST_FETCH_SETTINGS, FeedServer, Route, write_config
 
 HTML = DATA / "html"
+#: The seed portal's pages: the offline example's snapshot doubles as the test fixture.
+SJFZXM = PROJECT / "config" / "demo" / "snapshots" / "sjfzxm"
 SHANGHAI = ZoneInfo("Asia/Shanghai")
-SEED = HTML / "sjfzxm" / "global" / "en" / "591691.html"
+SEED = SJFZXM / "global" / "en" / "591691.html"
 
 SEED_RULES = {
     "site": "https://www.sjfzxm.com/global/en/",
@@ -188,7 +190,7 @@ def seed_chain_rules(server: FeedServer, **chain: object) -> dict[str, object]:
 
 
 def test_seed_portal_chain_end_to_end(tmp_path: Path, feed_server: FeedServer) -> None:
-    serve_tree(feed_server, HTML / "sjfzxm")
+    serve_tree(feed_server, SJFZXM)
     config, storage = setup(
         tmp_path, html_source(feed_server, "/global/en/591691.html", seed_chain_rules(feed_server))
     )
@@ -223,7 +225,7 @@ def test_seed_portal_chain_end_to_end(tmp_path: Path, feed_server: FeedServer) -
 
 
 def test_chain_limits(tmp_path: Path, feed_server: FeedServer) -> None:
-    serve_tree(feed_server, HTML / "sjfzxm")
+    serve_tree(feed_server, SJFZXM)
     config, storage = setup(
         tmp_path,
         html_source(
@@ -345,7 +347,7 @@ def test_html_snapshot_source_reads_linked_pages_from_files(tmp_path: Path) -> N
     import shutil
 
     folder = tmp_path / "cfg"
-    shutil.copytree(HTML / "sjfzxm", folder / "snap")
+    shutil.copytree(SJFZXM, folder / "snap")
     html_rules = {**SEED_RULES, "snapshot_root": "snap"}
     sources = (
         "sources:\n  - id: sjfzxm\n    name: Portal\n    type: html\n"
