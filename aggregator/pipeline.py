@@ -66,7 +66,6 @@ def run_cycle(
     rng = rng or random.Random()
     fetcher = fetcher or Fetcher(config.settings.fetch, config.user_agent)
     topics = compile_topics(config.topics)
-    schedule_settings = config.settings.schedule
 
     with storage.transaction() as tx:
         tx.sync_sources(config.sources)
@@ -78,27 +77,8 @@ def run_cycle(
         state = states.get(source.id) or SourceState(
             source_id=source.id, name=source.name, url=source.url
         )
-        if not source.enabled or (due_only and not _is_due(state, now)):
-            continue
-        url = (
-            str(config.resolve(source.url))
-            if source.is_local
-            else polled_url(state, source.url, schedule_settings)
-        )
-        # A chain crawl starts from old, unchanging pages: a 304 there says nothing about
-        # the articles further along, so those sources always fetch in full.
-        crawls = source.html is not None and source.html.chain is not None
-        unconditional = crawls or needs_unconditional(state, now, schedule_settings)
-        request = FetchRequest(
-            source_id=source.id,
-            url=url,
-            validators=Validators() if unconditional else state.validators,
-        )
-        base = base_interval(
-            source.interval, config.settings.poll_interval, recent.get(source.id, 0),
-            schedule_settings,
-        )  # fmt: skip
-        polls.append(_Poll(source=source, state=state, request=request, base=base))
+        if source.enabled and (not due_only or _is_due(state, now)):
+            polls.append(_plan(config, source, state, recent.get(source.id, 0), now))
     results = _fetch_first_pages(polls, fetcher, blocked)
 
     reports: list[SourceReport] = []
@@ -124,6 +104,28 @@ class _Poll:
     request: FetchRequest
     #: Interval before hints and backoff (configured, adaptive or default).
     base: float
+
+
+def _plan(
+    config: AppConfig, source: SourceConfig, state: SourceState, recent_items: int, now: datetime
+) -> _Poll:
+    """Which URL to request, with which validators, and the source's base interval."""
+    settings = config.settings.schedule
+    if source.is_local:
+        url = str(config.resolve(source.url))
+    else:
+        url = polled_url(state, source.url, settings)
+    # A chain crawl starts from old, unchanging pages: a 304 there says nothing about
+    # the articles further along, so those sources always fetch in full.
+    crawls = source.html is not None and source.html.chain is not None
+    unconditional = crawls or needs_unconditional(state, now, settings)
+    request = FetchRequest(
+        source_id=source.id,
+        url=url,
+        validators=Validators() if unconditional else state.validators,
+    )
+    base = base_interval(source.interval, config.settings.poll_interval, recent_items, settings)
+    return _Poll(source=source, state=state, request=request, base=base)
 
 
 def _fetch_first_pages(
