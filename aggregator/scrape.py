@@ -20,6 +20,7 @@ import time
 import urllib.robotparser
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 from zoneinfo import ZoneInfo
@@ -28,7 +29,7 @@ import parsel
 
 from aggregator.config import AppConfig, HtmlRules, SourceConfig
 from aggregator.errors import ParseError
-from aggregator.fetch import Fetcher, FetchRequest
+from aggregator.fetch import Fetcher, FetchRequest, host_of
 from aggregator.models import FetchOutcome, FetchResult, ParsedEntry
 from aggregator.parse.html import (
     ScrapedArticle,
@@ -101,6 +102,8 @@ class PageFetcher:
     robots: RobotsCache = field(default_factory=lambda: ROBOTS)
     fetched: int = 0
     _last_request: float = 0.0
+    #: Hosts that answered 429/503 with Retry-After during this crawl.
+    _blocked: dict[str, datetime] = field(default_factory=dict)
 
     @property
     def rules(self) -> HtmlRules:
@@ -129,7 +132,10 @@ class PageFetcher:
 
     def _one(self, location: str) -> FetchResult:
         request = FetchRequest(source_id=self.source.id, url=location)
-        return self.fetcher.fetch_all([request])[0]
+        result = self.fetcher.fetch_all([request], blocked_hosts=self._blocked)[0]
+        if result.host_blocked_until:  # the rest of the crawl leaves this host alone
+            self._blocked[host_of(location)] = result.host_blocked_until
+        return result
 
     def local_path(self, url: str) -> str:
         """The snapshot file standing for ``url`` (``<snapshot_root>/<path>``)."""

@@ -364,3 +364,20 @@ def test_html_snapshot_source_reads_linked_pages_from_files(tmp_path: Path) -> N
     }
     assert "https://www.sjfzxm.com/global/en/591703.html" in links  # real URLs, read offline
     storage.close()
+
+
+def test_a_page_answering_retry_after_stops_the_rest_of_the_crawl(
+    tmp_path: Path, feed_server: FeedServer
+) -> None:
+    serve_tree(feed_server, HTML / "texglobe")
+    feed_server.routes["/content/2026-11/88231.html"] = Route(
+        status=429, validators=False, headers={"Retry-After": "3600"}
+    )
+    config, storage = setup(
+        tmp_path, html_source(feed_server, "/news/list_1.html", texglobe_rules(feed_server))
+    )
+    (source,) = run_cycle(config, storage).sources
+    assert source.new_items == 4  # the listing's items are kept
+    articles = [h.path for h in feed_server.hits if h.path.startswith("/content/")]
+    assert articles == ["/content/2026-11/88231.html"]  # nothing after the 429
+    storage.close()
