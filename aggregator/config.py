@@ -47,6 +47,8 @@ Loc = tuple[str | int, ...]
 
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _SIZE_UNITS = {"b": 1, "kb": 1024, "mb": 1024**2, "gb": 1024**3}
+#: Slugs the publisher uses itself (the feed of every item, the front page).
+RESERVED_SLUGS = frozenset({"all", "index"})
 _SLUG_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?$")
 _SOURCE_ID_RE = re.compile(r"^[a-z0-9](?:[a-z0-9_.-]*[a-z0-9])?$")
 
@@ -252,6 +254,13 @@ class Settings(_Model):
     poll_interval: Duration = 1800.0
     #: Entries per published feed.
     items_per_feed: int = Field(default=50, ge=1, le=1000)
+    #: At most this many entries of one source in one feed, so a chatty portal cannot
+    #: fill a topic (0: no cap).
+    per_source_cap: int = Field(default=10, ge=0, le=1000)
+    #: WebSub hub: feeds link to it and it is pinged when a feed changes.
+    websub_hub: HttpUrl | None = None
+    #: Items older than this leave the database, unless a feed still shows them.
+    retention: Duration = 365 * 86400.0
     #: Topics file, relative to the config folder (lets several configs share one taxonomy).
     topics_file: NonEmptyStr = DEFAULT_TOPICS_FILE
     fetch: FetchSettings = FetchSettings()
@@ -510,6 +519,14 @@ def load_config(config_dir: Path | str) -> AppConfig:
                 )
     if topics_file and topics_doc:
         _check_unique(topics_doc, "topics", [t.slug for t in topics_file.topics], "slug", problems)
+        for index, topic in enumerate(topics_file.topics):
+            if topic.slug in RESERVED_SLUGS:
+                problems.append(
+                    topics_doc.problem(
+                        ("topics", index, "slug"),
+                        f"{topic.slug!r} is reserved for the feed of every item; pick another",
+                    )
+                )
         known = {s.id for s in sources_file.sources} if sources_file else None
         for index, topic in enumerate(topics_file.topics):
             for j, source_id in enumerate(topic.sources):

@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 from aggregator.categorize import CompiledTopic, categorize, compile_topics
 from aggregator.config import AppConfig, SourceConfig
 from aggregator.dedupe import Action, decide
-from aggregator.errors import ParseError, PublishError
+from aggregator.errors import ParseError
 from aggregator.fetch import Fetcher, FetchRequest, host_of
 from aggregator.models import (
     CycleReport,
@@ -32,11 +32,13 @@ from aggregator.models import (
     ParsedEntry,
     SourceReport,
     SourceState,
+    StoredItem,
     Validators,
 )
 from aggregator.normalize import normalize_entry
 from aggregator.parse import parse_feed
-from aggregator.publish import publish_topic
+from aggregator.publish import FeedSpec, PublishResult, fair_selection, publish_site
+from aggregator.publish.websub import ping_hub
 from aggregator.schedule import base_interval, needs_unconditional, plan_poll, polled_url
 from aggregator.scrape import ROBOTS, PageFetcher, scrape
 from aggregator.storage import Storage, Transaction
@@ -310,31 +312,61 @@ def _store_items(
 def _report(
     config: AppConfig, storage: Storage, reports: tuple[SourceReport, ...], *, publish: bool
 ) -> CycleReport:
-    """Publish every topic (if ``publish``) and sum the cycle up."""
-    titles = {t.slug: t.title for t in config.topics}
-    written: list[str] = []
-    unchanged = 0
-    errors: list[str] = []
-    for topic in config.topics if publish else ():
-        items = storage.items_for_topic(topic.slug, config.settings.items_per_feed)
-        try:
-            result = publish_topic(
-                topic, items, settings=config.settings, titles=titles, output_dir=config.output_dir
-            )
-        except PublishError as exc:
-            log.error("publish failed topic=%s: %s", topic.slug, exc)
-            errors.append(str(exc))
-            continue
-        written.extend(str(p) for p in result.written)
-        unchanged += len(result.unchanged)
+    """Publish every feed (if ``publish``), prune old items, and sum the cycle up."""
+    result = PublishResult(written=(), unchanged=())
+    if publish:
+        feeds = _feeds(config, storage)
+        result = publish_site(config, feeds)
+        for error in result.errors:
+            log.error("publish failed: %s", error)
+        hub = config.settings.websub_hub
+        if hub and result.changed_feed_urls:
+            ping_hub(hub, result.changed_feed_urls, user_agent=config.user_agent)
+        # Only what no feed shows any more may go; a failed publish prunes nothing.
+        if not result.errors:
+            shown = {item.item_id for spec in feeds for item in spec.items}
+            cutoff = datetime.now(UTC) - timedelta(seconds=config.settings.retention)
+            if pruned := storage.prune(cutoff, shown):
+                log.info("pruned old items count=%d", pruned)
     counts = storage.topic_counts()
     return CycleReport(
         sources=reports,
         topic_counts=tuple((t.slug, counts.get(t.slug, 0)) for t in config.topics),
-        files_written=tuple(written),
-        files_unchanged=unchanged,
-        publish_errors=tuple(errors),
+        files_written=tuple(str(p) for p in result.written),
+        files_unchanged=len(result.unchanged),
+        publish_errors=result.errors,
     )
+
+
+def _feeds(config: AppConfig, storage: Storage) -> list[FeedSpec]:
+    """Every topic feed and the ``all`` feed, each fairly capped per source."""
+    settings = config.settings
+    # Read more than a feed shows, so the per-source cap still leaves a full feed.
+    depth = settings.items_per_feed * 5
+
+    def fair(candidates: list[StoredItem]) -> tuple[StoredItem, ...]:
+        return fair_selection(
+            candidates, limit=settings.items_per_feed, per_source_cap=settings.per_source_cap
+        )
+
+    feeds = [
+        FeedSpec(
+            slug=topic.slug,
+            title=topic.title,
+            description=topic.description or f"{topic.title}: textile-industry news",
+            items=fair(storage.items_for_topic(topic.slug, depth)),
+        )
+        for topic in config.topics
+    ]
+    feeds.append(
+        FeedSpec(
+            slug="all",
+            title="All topics",
+            description="Every item of every topic, newest first.",
+            items=fair(storage.newest_items(depth)),
+        )
+    )
+    return feeds
 
 
 @dataclass(frozen=True, slots=True)

@@ -84,7 +84,8 @@ def test_cycle_end_to_end(setup: tuple[AppConfig, Storage, FeedServer]) -> None:
         "parks": 1,
         "technical": 1,
     }
-    assert len(report.files_written) == 8
+    # 4 topics and the all feed, 3 formats each, plus index.html and two OPML files.
+    assert len(report.files_written) == 18
 
     # The shared story: one entry, attributed to the first source, naming the second.
     for name in ("cotton.rss", "cotton.atom"):
@@ -153,9 +154,10 @@ def test_changed_feed_adds_only_the_new_item(
     report = run_cycle(config, storage)
     assert report.new_items == 1
     assert sorted(Path(p).name for p in report.files_written) == [
-        "cashmere-wool.atom",
-        "cashmere-wool.rss",
-    ]
+        "all.atom", "all.json", "all.rss",
+        "cashmere-wool.atom", "cashmere-wool.json", "cashmere-wool.rss",
+        "index.html", "topics.opml",
+    ]  # fmt: skip
     assert read(config, "cashmere-wool.rss").entries[0].title == "Wool top prices ease"
 
 

@@ -1,26 +1,37 @@
-"""publish: RSS and Atom with attribution, stable bytes, atomic writes."""
+"""Publishing: three formats with the same items and attribution, validity (RELAX NG for
+Atom, RSS 2.0 rules, JSON Feed structure) over hostile input, fair feeds, the front
+page, OPML, atomic writes and WebSub pings."""
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
+from functools import cache
 from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import feedparser
 import pytest
+import rnc2rng
 from lxml import etree
 
-from aggregator.config import Settings, TopicConfig
+from aggregator.config import AppConfig, Settings, load_config
 from aggregator.errors import PublishError
 from aggregator.models import SourceRef, StoredItem
-from aggregator.publish import publish_topic, render_atom, render_rss, write_if_changed
+from aggregator.normalize import clean_title, sanitize_html
+from aggregator.publish import FeedSpec, fair_selection, publish_site, write_if_changed
+from aggregator.publish.feeds import render_atom, render_json, render_rss, update_period
+from aggregator.publish.websub import ping_hub
+from tests.conftest import DATA, PROJECT, FeedServer, Route
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 SETTINGS = Settings.model_validate({"base_url": "https://feeds.example.org/textile/"})
-TOPIC = TopicConfig.model_validate(
-    {"slug": "cotton", "title": "Cotton & Fibre", "description": "Cotton news", "include": ["x"]}
-)
 TITLES = {"cotton": "Cotton & Fibre", "asia": "Asian Markets"}
+ATOM = {"a": "http://www.w3.org/2005/Atom"}
 F2F = SourceRef(
     source_id="f2f", name="Fibre2Fashion", home_url="https://www.fibre2fashion.com/",
     feed_url="https://feeds.feedburner.com/fibre2fashion", link="https://f2f.example/a",
@@ -33,7 +44,7 @@ SNAP = SourceRef(
 
 def stored(n: int, *refs: SourceRef, **kw: object) -> StoredItem:
     values: dict[str, object] = {
-        "item_id": n, "public_id": f"urn:uuid:00000000-0000-5000-8000-00000000000{n}",
+        "item_id": n, "public_id": f"urn:uuid:00000000-0000-5000-8000-{n:012d}",
         "link": f"https://f2f.example/{n}", "title": f"Cotton story {n}",
         "summary_html": "<p>Body <b>bold</b></p>", "summary_text": "Body bold",
         "published_at": NOW - timedelta(hours=n), "updated_at": NOW - timedelta(hours=n),
@@ -43,91 +54,314 @@ def stored(n: int, *refs: SourceRef, **kw: object) -> StoredItem:
     return StoredItem(**values)  # type: ignore[arg-type]
 
 
-ITEMS = [stored(1, F2F, SNAP), stored(2, SNAP, author="Lee")]
+def spec(*items: StoredItem) -> FeedSpec:
+    return FeedSpec(slug="cotton", title="Cotton & Fibre", description="Cotton news", items=items)
 
 
-def test_rss_channel_entries_and_attribution() -> None:
-    feed = feedparser.parse(render_rss(TOPIC, ITEMS, settings=SETTINGS, titles=TITLES))
-    assert feed.version == "rss20"
-    assert not feed.bozo
-    assert feed.feed.title == "Textile Feeds: Cotton & Fibre"
-    # The channel <link> must be the website, not the self link (a feedgen trap).
-    assert feed.feed.link == "https://feeds.example.org/textile/"
-    self_links = [link.href for link in feed.feed.links if link.rel == "self"]
-    assert self_links == ["https://feeds.example.org/textile/cotton.rss"]
-    first, second = feed.entries
-    assert first.id == ITEMS[0].public_id
-    assert first.link == "https://f2f.example/1"
-    assert first.source == {
-        "href": "https://feeds.feedburner.com/fibre2fashion",
-        "title": "Fibre2Fashion",
-    }
-    assert 'Source: <a href="https://f2f.example/a">Fibre2Fashion</a>' in first.summary
+ITEMS = spec(stored(1, F2F, SNAP), stored(2, SNAP, author="Lee", original_publisher="Hebei Daily"))
+
+
+# --- validators used on every document below ----------------------------------------
+
+
+@cache
+def atom_schema() -> etree.RelaxNG:
+    rng = rnc2rng.dumps(rnc2rng.load(str(DATA / "schema" / "atom.rnc")))
+    # rnc2rng declares the empty "local" namespace prefix, which XML forbids.
+    return etree.RelaxNG(etree.fromstring(rng.replace('xmlns:local=""', "").encode()))
+
+
+_INVALID_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+
+
+def check_atom(document: bytes) -> None:
+    root = etree.fromstring(document)
+    schema = atom_schema()
+    assert schema.validate(root), schema.error_log.last_error
+    # The two Schematron rules of RFC 4287 the grammar cannot say:
+    assert root.find("a:author", ATOM) is not None
+    for entry in root.findall("a:entry", ATOM):
+        assert (
+            entry.find("a:link[@rel='alternate']", ATOM) is not None
+            or entry.find("a:link", ATOM).get("rel") is None
+        )
+    ids = [e.findtext("a:id", namespaces=ATOM) for e in root.findall("a:entry", ATOM)]
+    assert len(ids) == len(set(ids))
+    for stamp in root.iterfind(".//a:updated", ATOM):
+        datetime.fromisoformat(stamp.text or "")  # RFC 3339
+    _check_urls_and_text(document, root)
+
+
+def check_rss(document: bytes) -> None:
+    """RSS 2.0 rules (https://www.rssboard.org/rss-specification) the W3C validator checks."""
+    root = etree.fromstring(document)
+    assert root.tag == "rss" and root.get("version") == "2.0"
+    channel = root.find("channel")
+    assert channel is not None
+    for required in ("title", "link", "description"):
+        assert (channel.findtext(required) or "").strip(), required
+    assert urlsplit(channel.findtext("link") or "").scheme in ("http", "https")
+    assert channel.find("{http://www.w3.org/2005/Atom}link[@rel='self']") is not None
+    for date in ("lastBuildDate",):
+        parsedate_to_datetime(channel.findtext(date) or "")  # RFC 822
+    guids = []
+    for item in channel.findall("item"):
+        assert item.findtext("title") or item.findtext("description")
+        guid = item.find("guid")
+        assert guid is not None and guid.get("isPermaLink") == "false"
+        guids.append(guid.text)
+        parsedate_to_datetime(item.findtext("pubDate") or "")
+        source = item.find("source")
+        assert source is not None and urlsplit(source.get("url") or "").scheme in ("http", "https")
+    assert len(guids) == len(set(guids))
+    _check_urls_and_text(document, root)
+
+
+def check_json(document: bytes) -> None:
+    feed = json.loads(document)
+    assert feed["version"] == "https://jsonfeed.org/version/1.1"
+    assert feed["title"] and feed["feed_url"].startswith("http")
+    ids = [item["id"] for item in feed["items"]]
+    assert len(ids) == len(set(ids))
+    for item in feed["items"]:
+        assert isinstance(item["id"], str)
+        assert item.get("content_html") or item.get("content_text")
+        assert urlsplit(item["url"]).scheme in ("http", "https")
+        datetime.fromisoformat(item["date_published"])
+        assert item["authors"] and all(a["name"] for a in item["authors"])
+
+
+def _check_urls_and_text(document: bytes, root: etree._Element) -> None:
+    assert not _INVALID_XML.search(document.decode("utf-8"))
+    for element in root.iter():
+        for attribute in ("href", "url", "uri"):
+            if value := element.get(attribute):
+                assert urlsplit(value).scheme in ("http", "https"), value
+        tag = element.tag if isinstance(element.tag, str) else ""
+        if tag.endswith("}title") or tag == "title":
+            # Titles are plain text: no markup survives into them.
+            assert "<" not in (element.text or "") or "&lt;" not in (element.text or "")
+
+
+# --- the three formats -----------------------------------------------------------------
+
+
+def test_same_items_ids_and_attribution_in_all_three_formats() -> None:
+    rss = feedparser.parse(render_rss(ITEMS, settings=SETTINGS, titles=TITLES))
+    atom = feedparser.parse(render_atom(ITEMS, settings=SETTINGS, titles=TITLES))
+    feed = json.loads(render_json(ITEMS, settings=SETTINGS, titles=TITLES))
     assert (
-        'Also carried by: <a href="https://snap.example/a">Snapshot &amp; Co</a>' in first.summary
+        [e.id for e in rss.entries]
+        == [e.id for e in atom.entries]
+        == [i["id"] for i in feed["items"]]
     )
-    assert [t.term for t in first.tags] == ["Asian Markets", "Cotton & Fibre"]
-    # A snapshot source has no public feed URL: its site stands in.
-    assert second.source.href == "https://snap.example/"
-    assert feed.feed.ttl == "30"
+    assert [e.link for e in rss.entries] == [i["url"] for i in feed["items"]]
+    first_json = feed["items"][0]
+    assert first_json["_textile_feeds"]["source"]["name"] == "Fibre2Fashion"
+    assert [s["name"] for s in first_json["_textile_feeds"]["also_carried_by"]] == ["Snapshot & Co"]
+    assert first_json["authors"] == [{"name": "Fibre2Fashion"}]
+    assert feed["items"][1]["authors"] == [{"name": "Lee"}]
+    assert feed["items"][1]["_textile_feeds"]["original_publisher"] == "Hebei Daily"
+    for entries in (rss.entries, atom.entries):
+        assert entries[0].source.title == "Fibre2Fashion"
+        assert 'Also carried by: <a href="https://snap.example/a">Snapshot &amp; Co</a>' in (
+            entries[0].summary
+        )
+        assert "Source: Hebei Daily via <a" in entries[1].summary
+    assert "Source: Hebei Daily via <a" in feed["items"][1]["content_html"]
 
 
-def test_atom_source_has_id_and_updated() -> None:
-    document = render_atom(TOPIC, ITEMS, settings=SETTINGS, titles=TITLES)
-    feed = feedparser.parse(document)
-    assert feed.version == "atom10"
-    assert not feed.bozo
-    assert feed.feed.id == "https://feeds.example.org/textile/cotton.atom"
-    assert [link.href for link in feed.feed.links if link.rel == "self"] == [
+def test_feedgen_traps_are_handled() -> None:
+    rss = etree.fromstring(render_rss(ITEMS, settings=SETTINGS, titles=TITLES))
+    # The channel <link> is the website, not the self link feedgen would otherwise pick.
+    assert rss.findtext("channel/link") == "https://feeds.example.org/textile/"
+    atom = etree.fromstring(render_atom(ITEMS, settings=SETTINGS, titles=TITLES))
+    sources = atom.findall("a:entry/a:source", ATOM)
+    assert [s.findtext("a:id", namespaces=ATOM) for s in sources] == [
+        "https://feeds.feedburner.com/fibre2fashion",
+        "https://snap.example/",  # a snapshot source has no public feed: its site stands in
+    ]
+    assert all(s.findtext("a:updated", namespaces=ATOM) for s in sources)
+    assert atom.find("a:entry/a:content", ATOM) is None
+    assert atom.find("a:entry/a:summary", ATOM).get("type") == "html"
+    assert [link.get("href") for link in atom.findall("a:link[@rel='self']", ATOM)] == [
         "https://feeds.example.org/textile/cotton.atom"
     ]
-    root = etree.fromstring(document)
-    ns = {"a": "http://www.w3.org/2005/Atom"}
-    sources = root.findall("a:entry/a:source", ns)
-    assert [s.findtext("a:title", namespaces=ns) for s in sources] == [
-        "Fibre2Fashion",
-        "Snapshot & Co",
-    ]
-    assert [s.findtext("a:id", namespaces=ns) for s in sources] == [
-        "https://feeds.feedburner.com/fibre2fashion",
-        "https://snap.example/",
-    ]
-    assert all(s.findtext("a:updated", namespaces=ns) for s in sources)
-    summary = root.find("a:entry/a:summary", ns)
-    assert summary is not None and summary.get("type") == "html"
-    assert feed.entries[1].author == "Lee"
-    assert feed.entries[0].published_parsed[:4] == (2026, 11, 26, 11)
 
 
-def test_rendering_is_deterministic_and_newest_item_dates_the_feed() -> None:
-    one = render_rss(TOPIC, ITEMS, settings=SETTINGS, titles=TITLES)
-    two = render_rss(TOPIC, list(ITEMS), settings=SETTINGS, titles=TITLES)
-    assert one == two
+def test_poll_interval_hints() -> None:
+    rss = etree.fromstring(render_rss(ITEMS, settings=SETTINGS, titles=TITLES))
+    sy = "{http://purl.org/rss/1.0/modules/syndication/}"
+    assert rss.findtext("channel/ttl") == "30"
+    assert (
+        rss.findtext(f"channel/{sy}updatePeriod"),
+        rss.findtext(f"channel/{sy}updateFrequency"),
+    ) == ("hourly", "2")
+    assert update_period(6 * 3600) == ("daily", 4)
+    assert update_period(2 * 86400) == ("weekly", 4)
+
+
+def test_rendering_is_deterministic() -> None:
+    one = render_rss(ITEMS, settings=SETTINGS, titles=TITLES)
+    assert one == render_rss(spec(*ITEMS.items), settings=SETTINGS, titles=TITLES)
     assert b"<lastBuildDate>Thu, 26 Nov 2026 11:00:00 +0000</lastBuildDate>" in one
 
 
-def test_empty_topic_renders_a_valid_feed() -> None:
-    for document in (
-        render_rss(TOPIC, [], settings=SETTINGS, titles=TITLES),
-        render_atom(TOPIC, [], settings=SETTINGS, titles=TITLES),
-    ):
-        feed = feedparser.parse(document)
-        assert not feed.bozo
-        assert feed.entries == []
+def hostile_items() -> tuple[StoredItem, ...]:
+    """What the normalize stage makes of the worst input sources send."""
+    raw_titles = [
+        "Bell\x07 and \x00null ]]> <b>bold</b> &amp;amp; &#x1F;",
+        "",
+        "Cotton " * 800,  # a 5,600-character title
+        "<script>alert(1)</script>Headline",
+    ]
+    items = []
+    for n, raw in enumerate(raw_titles, start=1):
+        summary = sanitize_html(
+            f"<p>x ]]&gt; y &amp; \x0b<z> <a href='/rel/{n}'>rel</a></p><![CDATA[ ]]>",
+            base_url=f"https://src.example/{n}/",
+        )
+        items.append(
+            stored(
+                n,
+                title=clean_title(raw, is_html=True),
+                summary_html=summary,
+                link=None if n == 2 else f"https://src.example/{n}",
+            )
+        )
+    return tuple(items)
 
 
-def test_publish_writes_once_then_leaves_files_alone(tmp_path: Path) -> None:
-    first = publish_topic(TOPIC, ITEMS, settings=SETTINGS, titles=TITLES, output_dir=tmp_path)
-    assert sorted(p.name for p in first.written) == ["cotton.atom", "cotton.rss"]
-    stats = {p: p.stat().st_mtime_ns for p in first.written}
-    assert all(oct(p.stat().st_mode)[-3:] == "644" for p in first.written)
-    again = publish_topic(TOPIC, ITEMS, settings=SETTINGS, titles=TITLES, output_dir=tmp_path)
-    assert again.written == ()
-    assert {p: p.stat().st_mtime_ns for p in first.written} == stats
-    changed = publish_topic(
-        TOPIC, [stored(3), *ITEMS], settings=SETTINGS, titles=TITLES, output_dir=tmp_path
+@pytest.mark.parametrize(
+    ("render", "check"),
+    [(render_atom, check_atom), (render_rss, check_rss), (render_json, check_json)],
+    ids=["atom", "rss", "json"],
+)
+def test_hostile_input_still_gives_valid_feeds(render: Any, check: Any) -> None:
+    document = render(spec(*hostile_items()), settings=SETTINGS, titles=TITLES)
+    check(document)
+    if render is render_json:
+        entries = [
+            {"title": i["title"], "link": i["url"], "summary": i["content_html"]}
+            for i in json.loads(document)["items"]
+        ]
+    else:
+        parsed = feedparser.parse(document)
+        assert not parsed.get("bozo"), parsed.get("bozo_exception")
+        entries = parsed.entries
+    titles = [e["title"] for e in entries]
+    assert titles[0] == "Bell and null ]]> bold &"
+    assert titles[1] == "(untitled)"  # never an empty title (normalize borrows the summary)...
+    assert len(titles[2]) <= 300  # ...and a huge one is shortened
+    assert "<script>" not in document.decode("utf-8")
+    assert entries[1]["link"] == "https://www.fibre2fashion.com/"  # missing link: the source
+    assert 'href="https://src.example/rel/1"' in entries[0]["summary"]  # made absolute
+
+
+def test_empty_feed_is_valid() -> None:
+    check_atom(render_atom(spec(), settings=SETTINGS, titles=TITLES))
+    check_rss(render_rss(spec(), settings=SETTINGS, titles=TITLES))
+    check_json(render_json(spec(), settings=SETTINGS, titles=TITLES))
+
+
+# --- fair feeds --------------------------------------------------------------------------
+
+
+def test_per_source_cap_keeps_one_portal_from_filling_a_feed() -> None:
+    chatty = [stored(n, SNAP) for n in range(1, 9)]
+    quiet = [stored(n, F2F) for n in range(9, 12)]
+    newest_first = sorted(chatty + quiet, key=lambda i: i.published_at, reverse=True)
+    chosen = fair_selection(newest_first, limit=6, per_source_cap=3)
+    assert [i.item_id for i in chosen] == [1, 2, 3, 9, 10, 11]
+    assert len(fair_selection(newest_first, limit=6, per_source_cap=0)) == 6
+
+
+# --- the whole site from the offline example ------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def demo_site(tmp_path_factory: pytest.TempPathFactory) -> tuple[AppConfig, Path]:
+    import shutil
+
+    from aggregator.pipeline import run_cycle
+    from aggregator.storage import Storage
+
+    root = tmp_path_factory.mktemp("site")
+    shutil.copytree(PROJECT / "config" / "demo", root / "config" / "demo")
+    shutil.copy(PROJECT / "config" / "topics.yaml", root / "config" / "topics.yaml")
+    config = load_config(root / "config" / "demo")
+    storage = Storage.open_sqlite(config.database_path)
+    run_cycle(config, storage)
+    storage.close()
+    return config, config.output_dir
+
+
+def test_every_published_file_of_the_example_is_valid(demo_site: tuple[AppConfig, Path]) -> None:
+    config, output = demo_site
+    checks = {".atom": check_atom, ".rss": check_rss, ".json": check_json}
+    checked = 0
+    for path in sorted(output.iterdir()):
+        if path.suffix in checks:
+            checks[path.suffix](path.read_bytes())
+            checked += 1
+    assert checked == 3 * (len(config.topics) + 1)  # every topic and the all feed
+    for opml in ("topics.opml", "sources.opml"):
+        root = etree.parse(str(output / opml)).getroot()
+        assert root.get("version") == "2.0" and root.findtext("head/title")
+    topics = etree.parse(str(output / "topics.opml")).getroot()
+    assert len(topics.findall("body/outline")) == len(config.topics) + 1
+    assert all(o.get("xmlUrl", "").endswith(".atom") for o in topics.iter("outline"))
+
+
+def test_front_page(demo_site: tuple[AppConfig, Path]) -> None:
+    config, output = demo_site
+    page = (output / "index.html").read_text(encoding="utf-8")
+    document = etree.HTML(page)
+    alternates = document.xpath("//head/link[@rel='alternate']")
+    assert len(alternates) == 3 * (len(config.topics) + 1)
+    assert {a.get("type") for a in alternates} == {
+        "application/rss+xml", "application/atom+xml", "application/feed+json",
+    }  # fmt: skip
+    assert document.xpath("//meta[@name='viewport']")
+    assert not document.xpath("//script")
+    sections = document.xpath("//section")
+    assert [s.get("id") for s in sections][-1] == "all"
+    clusters = document.xpath("//section[@id='clusters-parks']")[0]
+    assert clusters.xpath(".//p[@class='desc']/text()")[0].startswith("Textile clusters")
+    first = clusters.xpath(".//li")[0]
+    assert first.xpath(".//time/@datetime")
+    assert all(s.strip() for s in document.xpath("//span[@class='source']/text()"))
+    assert len(clusters.xpath(".//p[@class='subscribe']/a")) == 3
+
+
+def test_front_page_escapes_and_credits_the_original_publisher(
+    demo_site: tuple[AppConfig, Path],
+) -> None:
+    from aggregator.publish.site import render_index
+
+    config, _ = demo_site
+    hostile = stored(3, title="<img src=x onerror=alert(1)> Cotton & wool")
+    page = render_index(config, [spec(hostile, *ITEMS.items)]).decode("utf-8")
+    assert (
+        "<img src=x" not in page and "&lt;img src=x onerror=alert(1)&gt; Cotton &amp; wool" in page
     )
-    assert len(changed.written) == 2
+    assert "Hebei Daily via Snapshot &amp; Co" in page
+
+
+# --- writing ----------------------------------------------------------------------------
+
+
+def test_publish_writes_once_then_leaves_files_alone(demo_site: tuple[AppConfig, Path]) -> None:
+    config, output = demo_site
+    stamps = {p: p.stat().st_mtime_ns for p in output.iterdir()}
+    assert all(oct(p.stat().st_mode)[-3:] == "644" for p in output.iterdir() if p.suffix != ".md")
+    feeds = [FeedSpec(slug=t.slug, title=t.title, description=t.description, items=())
+             for t in config.topics]  # fmt: skip
+    result = publish_site(config, feeds)  # empty topics: everything changes
+    assert len(result.written) > 0
+    again = publish_site(config, feeds)
+    assert again.written == ()
+    assert set(stamps) <= set(output.iterdir())
 
 
 def test_failed_write_keeps_the_old_file_and_no_temporary(
@@ -146,15 +380,73 @@ def test_failed_write_keeps_the_old_file_and_no_temporary(
     assert [p.name for p in tmp_path.iterdir()] == ["cotton.rss"]
 
 
-def test_hostile_text_still_gives_well_formed_xml() -> None:
-    hostile = stored(
-        1,
-        title="A ]]> B & <C>",
-        summary_html="<p>x ]]&gt; y &amp; &lt;z&gt;</p>",
+# --- WebSub -------------------------------------------------------------------------------
+
+
+def test_hub_links_in_every_format() -> None:
+    settings = SETTINGS.model_copy(update={"websub_hub": "https://hub.example.org/"})
+    rss = etree.fromstring(render_rss(ITEMS, settings=settings, titles=TITLES))
+    atom = etree.fromstring(render_atom(ITEMS, settings=settings, titles=TITLES))
+    feed = json.loads(render_json(ITEMS, settings=settings, titles=TITLES))
+    hub = "{http://www.w3.org/2005/Atom}link[@rel='hub']"
+    assert rss.find(f"channel/{hub}").get("href") == "https://hub.example.org/"
+    assert atom.find("a:link[@rel='hub']", ATOM).get("href") == "https://hub.example.org/"
+    assert feed["hubs"] == [{"type": "WebSub", "url": "https://hub.example.org/"}]
+    check_atom(etree.tostring(atom))
+
+
+class Hub(FeedServer):
+    """A local WebSub hub: fails the first ``failures`` pings, then accepts."""
+
+
+def test_websub_ping_retries_with_backoff(feed_server: FeedServer) -> None:
+    import http.server
+
+    received: list[dict[str, list[str]]] = []
+    answers = [503, 500, 204, 204]
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            length = int(self.headers["Content-Length"])
+            assert self.headers["Content-Type"] == "application/x-www-form-urlencoded"
+            received.append(parse_qs(self.rfile.read(length).decode()))
+            self.send_response(answers[len(received) - 1])
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    import threading
+
+    hub = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=hub.serve_forever, daemon=True).start()
+    waits: list[float] = []
+    try:
+        failed = ping_hub(
+            f"http://127.0.0.1:{hub.server_address[1]}/",
+            ["https://feeds.example.org/cotton.atom", "https://feeds.example.org/all.atom"],
+            user_agent="test",
+            sleep=waits.append,
+        )
+    finally:
+        hub.shutdown()
+        hub.server_close()
+    assert failed == []
+    cotton, everything = (
+        "https://feeds.example.org/cotton.atom",
+        "https://feeds.example.org/all.atom",
     )
-    for document in (
-        render_rss(TOPIC, [hostile], settings=SETTINGS, titles=TITLES),
-        render_atom(TOPIC, [hostile], settings=SETTINGS, titles=TITLES),
-    ):
-        etree.fromstring(document)  # raises if not well-formed
-        assert feedparser.parse(document).entries[0].title == "A ]]> B & <C>"
+    assert [r["hub.url"] for r in received] == [[cotton]] * 3 + [[everything]]
+    assert all(r["hub.mode"] == ["publish"] for r in received)
+    assert waits == [1.0, 2.0]  # exponential backoff between the failed attempts
+
+
+def test_websub_gives_up_and_reports(feed_server: FeedServer) -> None:
+    feed_server.routes["/hub"] = Route(status=500)  # our test server answers GET only
+    waits: list[float] = []
+    failed = ping_hub(
+        feed_server.url("/hub"), ["https://f.example/x.atom"], user_agent="t", sleep=waits.append
+    )
+    assert failed == ["https://f.example/x.atom"]
+    assert waits == [1.0, 2.0, 4.0]

@@ -206,6 +206,47 @@ class Storage:
             rows = connection.execute(query).mappings().all()
             return self._stored_items(connection, rows)
 
+    def newest_items(self, limit: int) -> list[StoredItem]:
+        """The newest ``limit`` items in any topic (the ``all`` feed), newest first."""
+        items, item_topics = self._t["items"], self._t["item_topics"]
+        in_a_topic = sa.select(item_topics.c.item_id).where(item_topics.c.item_id == items.c.id)
+        query = (
+            sa.select(items)
+            .where(in_a_topic.exists())
+            .order_by(items.c.published_at.desc(), items.c.id.desc())
+            .limit(limit)
+        )
+        with _storage_errors("reading items"), self._engine.connect() as connection:
+            rows = connection.execute(query).mappings().all()
+            return self._stored_items(connection, rows)
+
+    def prune(self, older_than: datetime, keep: set[int]) -> int:
+        """Forget the text and topics of items published before ``older_than`` that no
+        feed shows any more; return how many. The row and its dedupe keys stay behind
+        as a tombstone, so a source still listing the story never brings it back as new.
+        """
+        items, item_topics = self._t["items"], self._t["item_topics"]
+        with _storage_errors("pruning items"), self._engine.begin() as connection:
+            old = (
+                set(
+                    connection.execute(
+                        sa.select(items.c.id).where(
+                            items.c.published_at < _to_db(older_than), items.c.summary_html != ""
+                        )
+                    ).scalars()
+                )
+                - keep
+            )
+            if not old:
+                return 0
+            connection.execute(item_topics.delete().where(item_topics.c.item_id.in_(old)))
+            connection.execute(
+                items.update()
+                .where(items.c.id.in_(old))
+                .values(summary_html="", summary_text="", categories="[]")
+            )
+        return len(old)
+
     def topic_counts(self) -> dict[str, int]:
         item_topics = self._t["item_topics"]
         query = sa.select(item_topics.c.topic_slug, sa.func.count()).group_by(

@@ -1,0 +1,114 @@
+"""Publishing: every feed in three formats, a front page, OPML lists, WebSub pings.
+
+``publish_site`` takes the feeds to publish (the pipeline reads their items from
+storage) and writes ``<slug>.rss``, ``<slug>.atom``, ``<slug>.json`` for each, then
+``index.html``, ``topics.opml`` and ``sources.opml``. A file is written only when its
+bytes change (atomically: temporary file, fsync, rename), so web servers keep their
+ETag and a failed run never leaves a half-written or emptied feed behind.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from aggregator.config import AppConfig
+from aggregator.errors import PublishError
+from aggregator.models import StoredItem
+from aggregator.publish.feeds import FORMATS, FeedSpec, feed_url, render
+from aggregator.publish.site import render_index, render_sources_opml, render_topics_opml
+
+__all__ = ["FeedSpec", "PublishResult", "fair_selection", "publish_site", "write_if_changed"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PublishResult:
+    written: tuple[Path, ...]
+    unchanged: tuple[Path, ...]
+    errors: tuple[str, ...] = ()
+    #: Public URLs of the feeds whose files changed (for WebSub pings).
+    changed_feed_urls: tuple[str, ...] = ()
+
+
+def fair_selection(
+    candidates: Iterable[StoredItem], *, limit: int, per_source_cap: int
+) -> tuple[StoredItem, ...]:
+    """The newest ``limit`` items, at most ``per_source_cap`` from any one source.
+
+    ``candidates`` come newest first; the cap counts an item against the source that
+    first carried it."""
+    chosen: list[StoredItem] = []
+    per_source: dict[str, int] = {}
+    for item in candidates:
+        source = item.sources[0].source_id if item.sources else ""
+        if per_source_cap and per_source.get(source, 0) >= per_source_cap:
+            continue
+        per_source[source] = per_source.get(source, 0) + 1
+        chosen.append(item)
+        if len(chosen) >= limit:
+            break
+    return tuple(chosen)
+
+
+def publish_site(config: AppConfig, feeds: Sequence[FeedSpec]) -> PublishResult:
+    """Write every feed in every format, then the front page and the OPML lists."""
+    settings = config.settings
+    titles = {t.slug: t.title for t in config.topics}
+    outputs: list[tuple[Path, bytes, str | None]] = []
+    for spec in feeds:
+        for extension in FORMATS:
+            path = config.output_dir / f"{spec.slug}.{extension}"
+            data = render(spec, extension, settings, titles)
+            outputs.append((path, data, feed_url(settings, spec.slug, extension)))
+    outputs.append((config.output_dir / "index.html", render_index(config, feeds), None))
+    outputs.append((config.output_dir / "topics.opml", render_topics_opml(config, feeds), None))
+    outputs.append((config.output_dir / "sources.opml", render_sources_opml(config), None))
+
+    written: list[Path] = []
+    unchanged: list[Path] = []
+    errors: list[str] = []
+    changed: list[str] = []
+    for path, data, url in outputs:
+        try:
+            if write_if_changed(path, data):
+                written.append(path)
+                if url:
+                    changed.append(url)
+            else:
+                unchanged.append(path)
+        except PublishError as exc:  # e.g. a full disk: the old file stays as it was
+            errors.append(str(exc))
+    return PublishResult(
+        written=tuple(written),
+        unchanged=tuple(unchanged),
+        errors=tuple(errors),
+        changed_feed_urls=tuple(changed),
+    )
+
+
+def write_if_changed(path: Path, data: bytes) -> bool:
+    """Atomically replace ``path`` with ``data`` unless it already holds exactly that.
+
+    Returns True when the file was written. On any error the old file is intact and
+    the temporary file is removed."""
+    try:
+        if path.is_file() and path.read_bytes() == data:
+            return False
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    except OSError as exc:
+        raise PublishError(f"cannot write {path}: {exc}") from exc
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(temporary, 0o644)  # mkstemp makes 0600; web servers must read it
+        os.replace(temporary, path)
+    except OSError as exc:
+        Path(temporary).unlink(missing_ok=True)
+        raise PublishError(f"cannot write {path}: {exc}") from exc
+    return True
