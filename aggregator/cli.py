@@ -244,6 +244,23 @@ def _when(moment: datetime | None) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M") if moment else "never"
 
 
+@cli.command()
+@config_option
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=int, default=8000, show_default=True, help="Port to listen on.")
+@click.pass_context
+def serve(ctx: click.Context, config_dir: Path | None, host: str, port: int) -> None:
+    """Serve the output folder over HTTP (ETag/304, gzip, feed content types)."""
+    import uvicorn
+
+    from aggregator.serve import create_app
+
+    config = _config(ctx, config_dir)
+    config.output_dir.mkdir(parents=True, exist_ok=True)
+    click.echo(f"serving {config.output_dir} on http://{host}:{port}/", err=True)
+    uvicorn.run(create_app(config.output_dir), host=host, port=port, log_level="info")
+
+
 @cli.command(name="try")
 @config_option
 @click.argument("source_id")
