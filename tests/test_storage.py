@@ -221,3 +221,23 @@ def test_migrations_compile_for_postgresql() -> None:
     for table in ("sources", "items", "item_keys", "item_sources", "item_topics"):
         assert f"CREATE TABLE {table}" in created
     assert "SERIAL" in created  # items.id autoincrements on PostgreSQL
+
+
+def test_prune_forgets_old_items_a_feed_no_longer_shows(storage: Storage) -> None:
+    with storage.transaction() as tx:
+        ids = []
+        for n, days in enumerate((400, 380, 10)):
+            item_id = tx.insert_item(
+                item(keys=(f"link:https://x.org/{n}",), published_at=NOW - timedelta(days=days)),
+                NOW,
+            )
+            tx.set_topics(item_id, [TopicMatch(slug="t", hits=())])
+            ids.append(item_id)
+    cutoff = NOW - timedelta(days=365)
+    # The 380-day-old item is still in a published feed: it stays.
+    assert storage.prune(cutoff, keep={ids[1]}) == 1
+    assert [i.item_id for i in storage.items_for_topic("t", 10)] == [ids[2], ids[1]]
+    assert storage.prune(cutoff, keep={ids[1]}) == 0  # idempotent
+    # The tombstone keeps its keys: the story cannot come back as new.
+    with storage.transaction() as tx:
+        assert tx.known_items(["link:https://x.org/0"])["link:https://x.org/0"].item_id == ids[0]
