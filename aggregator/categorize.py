@@ -1,46 +1,31 @@
-"""Topic rules -> which topics an item belongs to, and which terms put it there.
+"""Topic rules -> which topics an item belongs to, and why (pure).
 
-Pure. A topic matches an item when
-  * the item comes from one of the topic's ``sources`` (if the topic restricts them),
-  * no ``exclude`` term occurs (an exclude vetoes, whatever else matched),
-  * at least one ``include`` term occurs, and
-  * every ``all_of`` element occurs (an element that is a list: any of its terms).
+For each topic, in this order:
+  1. ``sources``: only items from the listed sources can enter;
+  2. ``exclude`` terms are looked for, then masked out of the text, so 棉花糖 (candy
+     floss) is gone before 棉花 (cotton) is looked for; any exclude hit vetoes;
+  3. ``include`` terms score: each term counts once, in its best field, as field
+     weight x term weight (a title hit counts more than a body hit); the item needs
+     ``threshold``;
+  4. every ``all_of`` element must occur, and the ``match`` expression must hold.
 
-Terms are looked for in the title, the plain-text summary and the feed's categories.
-Latin terms match case-insensitively as whole words, tolerating a plural "s"/"es"
-("park" finds "parks", never "parking"). Terms with CJK characters match as
-substrings, since Chinese has no word boundaries; exclude phrases are masked out
-first, so 棉花糖 (candy floss) never counts as 棉花 (cotton).
+A topic's ``use`` rule sets add their terms to its own. ``judge`` returns the whole
+reasoning (``TopicVerdict``) for ``explain`` and ``preview``; ``categorize`` keeps the
+topics an item belongs to.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from aggregator.config import TopicConfig
+from aggregator.config import RuleSet, TermSpec, TopicConfig
 from aggregator.models import Item, TermHit, TopicMatch
-
-# Characters that continue a Latin word; \w would also swallow CJK text next to a term.
-_WORD_CHAR = r"0-9A-Za-z\u00C0-\u024F"
-_CJK = re.compile(r"[\u2E80-\u9FFF\uAC00-\uD7AF\uF900-\uFAFF]")
-_FIELDS = ("title", "summary", "category")
+from aggregator.rules import FIELDS, Node, Term, evaluate, parse_expression, parse_term
 
 
-@dataclass(frozen=True, slots=True)
-class _Term:
-    text: str
-    pattern: re.Pattern[str]
-
-
-def _compile_term(term: str) -> _Term:
-    if _CJK.search(term):
-        return _Term(term, re.compile(re.escape(term)))
-    words = [re.escape(w) for w in term.split()]
-    body = r"[\s\-]+".join(words)  # "knitting machine" also finds "knitting-machine"
-    plural = "(?:e?s)?" if term[-1:].isalpha() else ""
-    return _Term(term, re.compile(rf"(?<![{_WORD_CHAR}]){body}{plural}(?![{_WORD_CHAR}])", re.I))
+def _compile(spec: TermSpec) -> Term:
+    return parse_term(spec if isinstance(spec, str) else dict(spec))
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,69 +33,137 @@ class CompiledTopic:
     """A topic's rules, compiled once per configuration."""
 
     slug: str
-    include: tuple[_Term, ...]
-    all_of: tuple[tuple[_Term, ...], ...]
-    exclude: tuple[_Term, ...]
+    include: tuple[Term, ...]
+    all_of: tuple[tuple[Term, ...], ...]
+    exclude: tuple[Term, ...]
+    expression: Node | None
+    threshold: float
+    weights: Mapping[str, float]
     sources: frozenset[str]
 
     @classmethod
-    def from_config(cls, topic: TopicConfig) -> CompiledTopic:
+    def from_config(cls, topic: TopicConfig, rule_sets: Mapping[str, RuleSet]) -> CompiledTopic:
+        sets = [rule_sets[name] for name in topic.use if name in rule_sets]
+        include = [*topic.include, *(t for s in sets for t in s.include)]
+        exclude = [*topic.exclude, *(t for s in sets for t in s.exclude)]
+        all_of = [*topic.all_of, *(g for s in sets for g in s.all_of)]
         return cls(
             slug=topic.slug,
-            include=tuple(map(_compile_term, topic.include)),
-            all_of=tuple(tuple(map(_compile_term, group)) for group in topic.all_of),
-            exclude=tuple(map(_compile_term, topic.exclude)),
+            include=tuple(_compile(t) for t in dict.fromkeys(include)),
+            all_of=tuple(tuple(_compile(t) for t in group) for group in all_of),
+            exclude=tuple(_compile(t) for t in dict.fromkeys(exclude)),
+            expression=parse_expression(topic.match) if topic.match else None,
+            threshold=topic.threshold,
+            weights=topic.weights.model_dump(),
             sources=frozenset(topic.sources),
         )
 
 
-def compile_topics(topics: Iterable[TopicConfig]) -> tuple[CompiledTopic, ...]:
-    return tuple(CompiledTopic.from_config(t) for t in topics)
+def compile_topics(
+    topics: Iterable[TopicConfig], rule_sets: Mapping[str, RuleSet] | None = None
+) -> tuple[CompiledTopic, ...]:
+    return tuple(CompiledTopic.from_config(t, rule_sets or {}) for t in topics)
 
 
-def categorize(item: Item, topics: Sequence[CompiledTopic]) -> tuple[TopicMatch, ...]:
-    """Every topic ``item`` belongs to, with the include/all-of terms that matched."""
-    fields = _fields(item)
-    matches = []
-    for topic in topics:
-        if topic.sources and item.source_id not in topic.sources:
-            continue
-        masked = {name: _mask(text, topic.exclude) for name, text in fields.items()}
-        if any(masked[name] != fields[name] for name in fields):
-            continue  # an exclude term occurred: veto
-        hits = _hits(topic.include, masked)
-        if not hits:
-            continue
-        group_hits = [_hits(group, masked) for group in topic.all_of]
-        if not all(group_hits):
-            continue
-        matches.append(
-            TopicMatch(
-                slug=topic.slug,
-                hits=tuple(dict.fromkeys([*hits, *(h for g in group_hits for h in g)])),
-            )
-        )
-    return tuple(matches)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TopicVerdict:
+    """Whether an item belongs to a topic, and every reason."""
+
+    slug: str
+    belongs: bool
+    score: float
+    threshold: float
+    #: Include terms found (field, and the points each scored).
+    hits: tuple[TermHit, ...]
+    #: Exclude terms found: any one vetoes.
+    vetoes: tuple[TermHit, ...]
+    #: all_of elements none of whose terms occurred.
+    missing_all_of: tuple[str, ...]
+    #: The match expression's result (None when the topic has none).
+    expression: bool | None
+    #: The item's source is not among the topic's sources.
+    source_excluded: bool
 
 
-def _fields(item: Item) -> dict[str, str]:
+def item_fields(item: Item, source_name: str = "") -> dict[str, str]:
     return {
         "title": item.title,
         "summary": item.summary_text,
         "category": " | ".join(item.categories),
+        "source": f"{item.source_id} {source_name}".strip(),
+        "language": item.language or "",
     }
 
 
-def _mask(text: str, terms: Sequence[_Term]) -> str:
-    for term in terms:
-        text = term.pattern.sub(lambda m: "\x00" * len(m.group()), text)
-    return text
+def judge(item: Item, topic: CompiledTopic, source_name: str = "") -> TopicVerdict:
+    """The full reasoning of one topic about one item."""
+    fields = item_fields(item, source_name)
+    source_excluded = bool(topic.sources) and item.source_id not in topic.sources
+    vetoes = _hits(topic.exclude, fields, topic.weights)
+    masked = dict(fields)
+    for term in topic.exclude:
+        masked = {name: term.mask(text) for name, text in masked.items()}
+    hits = _hits(topic.include, masked, topic.weights)
+    best: dict[str, float] = {}
+    for hit in hits:
+        best[hit.term] = max(best.get(hit.term, 0.0), hit.weight)
+    score = sum(best.values())
+    missing = tuple(
+        " | ".join(t.text for t in group)
+        for group in topic.all_of
+        if not _hits(group, masked, topic.weights)
+    )
+    group_hits = [h for group in topic.all_of for h in _hits(group, masked, topic.weights)]
+    expression = None
+    expression_hits: list[TermHit] = []
+    if topic.expression is not None:
+        found: list[tuple[Term, str]] = []
+        expression = evaluate(topic.expression, masked, found)
+        expression_hits = [_hit(term, name, topic.weights) for term, name in found]
+    scored = score >= topic.threshold if topic.include else True
+    belongs = (
+        not source_excluded
+        and not vetoes
+        and scored
+        and not missing
+        and expression is not False
+        and bool(topic.include or topic.expression is not None or topic.all_of)
+    )
+    return TopicVerdict(
+        slug=topic.slug,
+        belongs=belongs,
+        score=score,
+        threshold=topic.threshold,
+        hits=tuple(dict.fromkeys([*hits, *group_hits, *expression_hits])),
+        vetoes=vetoes,
+        missing_all_of=missing,
+        expression=expression,
+        source_excluded=source_excluded,
+    )
 
 
-def _hits(terms: Sequence[_Term], fields: dict[str, str]) -> list[TermHit]:
-    return [
-        TermHit(term=term.text, field=name)
+def categorize(
+    item: Item, topics: Sequence[CompiledTopic], source_name: str = ""
+) -> tuple[TopicMatch, ...]:
+    """Every topic ``item`` belongs to, with the terms that put it there."""
+    matches = []
+    for topic in topics:
+        verdict = judge(item, topic, source_name)
+        if verdict.belongs:
+            matches.append(TopicMatch(slug=topic.slug, hits=verdict.hits))
+    return tuple(matches)
+
+
+def _hit(term: Term, field: str, weights: Mapping[str, float]) -> TermHit:
+    return TermHit(term=term.text, field=field, weight=weights.get(field, 1.0) * term.weight)
+
+
+def _hits(
+    terms: Sequence[Term], fields: Mapping[str, str], weights: Mapping[str, float]
+) -> tuple[TermHit, ...]:
+    return tuple(
+        _hit(term, name, weights)
         for term in terms
-        for name in _FIELDS
-        if term.pattern.search(fields[name])
-    ]
+        for name in term.fields_hit(fields)
+        if name in FIELDS
+    )

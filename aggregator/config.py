@@ -35,6 +35,7 @@ from pydantic_core import PydanticCustomError
 
 from aggregator import __version__
 from aggregator.errors import ConfigError, ConfigProblem
+from aggregator.rules import RuleError, parse_expression, parse_term
 
 DEFAULT_SETTINGS_FILE = "settings.yaml"
 DEFAULT_SOURCES_FILE = "sources.yaml"
@@ -95,29 +96,53 @@ def _size(value: object) -> int:
     raise _fail("size", "expected a positive size such as 1048576, 512KB or 5MB")
 
 
-def _term_list(value: object) -> tuple[str, ...]:
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise _fail("term_list", "expected a list of strings")
-    terms = tuple(v.strip() for v in value)
-    if any(not t for t in terms):
-        raise _fail("term_list", "terms must not be empty strings")
-    return terms
+_TERM_OPTIONS = frozenset({"term", "weight", "case_sensitive", "field"})
 
 
-def _term_groups(value: object) -> tuple[tuple[str, ...], ...]:
-    """``all_of``: each element is a term or a list of alternative terms."""
-    message = "expected a list whose elements are strings or lists of strings"
+def _list_of_terms(value: object) -> object:
     if not isinstance(value, list):
-        raise _fail("term_groups", message)
-    groups = []
-    for element in value:
-        if isinstance(element, str):
-            groups.append(_term_list([element]))
-        elif isinstance(element, list) and element:
-            groups.append(_term_list(element))
-        else:
-            raise _fail("term_groups", message)
-    return tuple(groups)
+        raise _fail("term_list", "expected a list of strings")
+    return value
+
+
+def _term(value: object) -> TermSpec:
+    """One term: ``"cotton"``, ``"title:re:^PSF"``, or ``{term: China, case_sensitive: true}``."""
+    if isinstance(value, str):
+        if not value.strip():
+            raise _fail("term", "terms must not be empty strings")
+        spec: TermSpec = value.strip()
+    elif isinstance(value, dict):
+        unknown = set(value) - _TERM_OPTIONS
+        if unknown or "term" not in value:
+            raise _fail(
+                "term",
+                f"a term mapping takes term, weight, case_sensitive, field; got {sorted(value)}",
+            )
+        spec = tuple(sorted(value.items()))  # hashable and frozen
+    else:
+        raise _fail("term", "expected a term: a string, or a mapping with `term:`")
+    try:
+        parse_term(spec if isinstance(spec, str) else dict(spec))
+    except RuleError as exc:
+        raise _fail("term", str(exc)) from None
+    return spec
+
+
+def _term_groups(value: object) -> object:
+    """``all_of``: each element is a term or a list of alternative terms."""
+    if not isinstance(value, list):
+        raise _fail("term_groups", "expected a list whose elements are terms or lists of terms")
+    return [element if isinstance(element, list) else [element] for element in value]
+
+
+def _expression(value: object) -> str:
+    if not isinstance(value, str):
+        raise _fail("expression", "expected an expression such as: cotton AND (price OR futures)")
+    try:
+        parse_expression(value)
+    except RuleError as exc:
+        raise _fail("expression", f"{exc} in {value!r}") from None
+    return value
 
 
 def _http_url(value: object) -> str:
@@ -161,8 +186,14 @@ def _pattern(regex: re.Pattern[str], what: str) -> Callable[[object], str]:
 Duration = Annotated[float, BeforeValidator(_duration)]
 DurationOrZero = Annotated[float, BeforeValidator(_duration_or_zero)]
 Size = Annotated[int, BeforeValidator(_size)]
-TermList = Annotated[tuple[str, ...], BeforeValidator(_term_list)]
-TermGroups = Annotated[tuple[tuple[str, ...], ...], BeforeValidator(_term_groups)]
+#: A term as written: a string, or the sorted items of its mapping form.
+TermSpec = str | tuple[tuple[str, object], ...]
+Term = Annotated[TermSpec, BeforeValidator(_term)]
+TermList = Annotated[tuple[Term, ...], BeforeValidator(_list_of_terms)]
+TermGroups = Annotated[
+    tuple[Annotated[tuple[Term, ...], Field(min_length=1)], ...], BeforeValidator(_term_groups)
+]
+Expression = Annotated[str, BeforeValidator(_expression)]
 HttpUrl = Annotated[str, BeforeValidator(_http_url)]
 SourceLocation = Annotated[str, BeforeValidator(_source_location)]
 TimeZoneName = Annotated[str, BeforeValidator(_timezone)]
@@ -423,21 +454,55 @@ class SourcesFile(_Model):
 # --- topics.yaml -------------------------------------------------------------------
 
 
+class RuleSet(_Model):
+    """Terms defined once, used by several topics (``use: [name]``)."""
+
+    include: TermList = ()
+    all_of: TermGroups = ()
+    exclude: TermList = ()
+
+
+class FieldWeights(_Model):
+    """What one hit of a weight-1 term scores in each field."""
+
+    title: float = Field(default=2.0, ge=0)
+    summary: float = Field(default=1.0, ge=0)
+    category: float = Field(default=1.0, ge=0)
+    source: float = Field(default=1.0, ge=0)
+    language: float = Field(default=1.0, ge=0)
+
+
 class TopicConfig(_Model):
     slug: Slug
     title: NonEmptyStr
     description: str = ""
-    #: The item matches when any of these terms occurs.
-    include: Annotated[TermList, Field(min_length=1)]
+    #: Terms that count towards the item's score (any of them can be enough).
+    include: TermList = ()
     #: Every element must also occur (an element that is a list: any of its terms).
     all_of: TermGroups = ()
     #: Any of these vetoes the item, whatever else matched.
     exclude: TermList = ()
+    #: A boolean expression the item must satisfy: cotton AND (price OR futures).
+    match: Expression | None = None
+    #: Named rule sets whose terms join this topic's.
+    use: tuple[NonEmptyStr, ...] = ()
+    #: The item belongs when its include score reaches this (hits x field weight x term
+    #: weight, each term counted once, in its best field).
+    threshold: float = Field(default=1.0, gt=0)
+    weights: FieldWeights = FieldWeights()
     #: Only items from these source ids can enter the topic.
     sources: tuple[SourceId, ...] = ()
 
+    @model_validator(mode="after")
+    def _not_empty(self) -> TopicConfig:
+        if not self.include and not self.match and not self.use:
+            raise ValueError("empty topic: give it include terms, a match expression or rule sets")
+        return self
+
 
 class TopicsFile(_Model):
+    #: Named rule sets, shared between topics.
+    rule_sets: dict[str, RuleSet] = {}
     topics: list[TopicConfig] = Field(min_length=1)
 
 
@@ -450,6 +515,7 @@ class AppConfig:
     settings: Settings
     sources: tuple[SourceConfig, ...]
     topics: tuple[TopicConfig, ...]
+    rule_sets: Mapping[str, RuleSet] = field(default_factory=dict)
     #: Where each source's ``url`` is written ("config/sources.yaml:14"), for messages
     #: that ask the curator to edit it.
     url_locations: Mapping[str, str] = field(default_factory=dict)
@@ -529,6 +595,17 @@ def load_config(config_dir: Path | str) -> AppConfig:
                 )
         known = {s.id for s in sources_file.sources} if sources_file else None
         for index, topic in enumerate(topics_file.topics):
+            for j, name in enumerate(topic.use):
+                if name not in topics_file.rule_sets:
+                    sets = topics_file.rule_sets
+                    problems.append(
+                        topics_doc.problem(
+                            ("topics", index, "use", j),
+                            f"unknown rule set {name!r}{_suggest(name, sets)}"
+                            + ("" if sets else " (define it under rule_sets:)"),
+                        )
+                    )
+
             for j, source_id in enumerate(topic.sources):
                 if known is not None and source_id not in known:
                     problems.append(
@@ -545,6 +622,7 @@ def load_config(config_dir: Path | str) -> AppConfig:
         settings=settings,
         sources=tuple(sources_file.sources),
         topics=tuple(topics_file.topics),
+        rule_sets=dict(topics_file.rule_sets),
         url_locations={
             source.id: f"{sources_doc.path}:{sources_doc.line_of(('sources', i, 'url'))}"
             for i, source in enumerate(sources_file.sources)

@@ -135,6 +135,8 @@ class TermHit:
 
     term: str
     field: str
+    #: Points the hit scored (field weight x term weight).
+    weight: float = 1.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -67,7 +67,7 @@ def run_cycle(
     now = now or datetime.now(UTC)
     rng = rng or random.Random()
     fetcher = fetcher or Fetcher(config.settings.fetch, config.user_agent)
-    topics = compile_topics(config.topics)
+    topics = compile_topics(config.topics, config.rule_sets)
 
     with storage.transaction() as tx:
         tx.sync_sources(config.sources)
@@ -391,7 +391,7 @@ def try_source(config: AppConfig, source: SourceConfig, *, fetcher: Fetcher | No
     read = SourceRead(problem=fetched.error, problem_type=fetched.error_type or "fetch")
     if fetched.outcome is FetchOutcome.OK:
         read = read_source(config, source, fetched, fetcher, is_known=lambda _link: False)
-    topics = compile_topics(config.topics)
+    topics = compile_topics(config.topics, config.rule_sets)
     items = _normalize(source, read.base_url, read.entries, now)
     return Trial(
         fetched=fetched,

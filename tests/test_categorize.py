@@ -104,9 +104,9 @@ def test_hits_record_term_and_field() -> None:
         item("Cotton rally", "yarn mills", categories=("Spinning",)), compile_topics([rules])
     )
     assert match.hits == (
-        TermHit(term="cotton", field="title"),
-        TermHit(term="yarn", field="summary"),
-        TermHit(term="spinning", field="category"),
+        TermHit(term="cotton", field="title", weight=2.0),  # a title hit counts double
+        TermHit(term="yarn", field="summary", weight=1.0),
+        TermHit(term="spinning", field="category", weight=1.0),
     )
 
 

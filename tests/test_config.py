@@ -108,9 +108,10 @@ topics:
         in found
     )
     assert f"{s}:8: sources[1].intervall: unknown key (did you mean 'interval'?)" in found
-    assert f"{t}:4: topics[0].include: must not be empty" in found
+    empty = "empty topic: give it include terms, a match expression or rule sets"
+    assert f"{t}:2: topics[0]: {empty}" in found
     assert any(p.startswith(f"{t}:5: topics[1].slug: expected lower-case letters") for p in found)
-    assert f"{t}:11: topics[2].include: terms must not be empty strings" in found
+    assert f"{t}:11: topics[2].include[1]: terms must not be empty strings" in found
     assert len(found) == 8, found
 
 

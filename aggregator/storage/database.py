@@ -490,7 +490,8 @@ class Transaction:
                 "item_id": item_id,
                 "topic_slug": match.slug,
                 "hits": json.dumps(
-                    [{"term": h.term, "field": h.field} for h in match.hits], ensure_ascii=False
+                    [{"term": h.term, "field": h.field, "weight": h.weight} for h in match.hits],
+                    ensure_ascii=False,
                 ),
             }
             for match in matches

@@ -1,0 +1,254 @@
+"""The curators' rule language: terms and boolean expressions over an item's fields.
+
+A **term** is a word or phrase, optionally scoped to a field and given options:
+
+    cotton                      any field, case-insensitive, whole words, plurals too
+    title:cotton price          only in the title
+    re:\\bPSF\\b|polyester staple   a regular expression (run with a time limit)
+    {term: China, case_sensitive: true, weight: 2}     the mapping form in YAML
+
+Fields: ``title``, ``summary``, ``category`` (the source's own labels), ``source`` (its
+id and name), ``language``. Latin terms match as whole words, tolerating a plural
+"s"/"es"; terms with CJK characters match as substrings (Chinese has no spaces).
+
+An **expression** combines terms: ``cotton AND (price OR futures) AND NOT candy``,
+with ``"quoted phrases"``, field prefixes (``title:cotton``) and parentheses. The
+operators are upper-case; terms side by side are ANDed, as in search engines.
+
+Pure; nothing here knows about configuration files. Errors are ``RuleError`` with the
+1-based column where the problem was found.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+
+import regex
+
+FIELDS = ("title", "summary", "category", "source", "language")
+#: A regular expression gets this long per field before it counts as not matching.
+REGEX_TIMEOUT_SECONDS = 0.05
+
+# Characters that continue a Latin word; \w would also swallow CJK text next to a term.
+_WORD_CHAR = r"0-9A-Za-z\u00C0-\u024F"
+_CJK = re.compile(r"[\u2E80-\u9FFF\uAC00-\uD7AF\uF900-\uFAFF]")
+_FIELD_PREFIX = re.compile(rf"^({'|'.join(FIELDS)}):(?!//)")
+
+
+class RuleError(ValueError):
+    """A term or expression a curator wrote cannot be used."""
+
+    def __init__(self, message: str, column: int | None = None) -> None:
+        self.column = column
+        super().__init__(f"column {column}: {message}" if column else message)
+
+
+@dataclass(frozen=True, slots=True)
+class Term:
+    """One compiled term."""
+
+    text: str
+    field: str | None
+    weight: float
+    pattern: regex.Pattern[str] | re.Pattern[str]
+    is_regex: bool = False
+
+    def fields_hit(self, fields: Mapping[str, str]) -> list[str]:
+        names = (self.field,) if self.field else FIELDS
+        return [name for name in names if self.search(fields.get(name, ""))]
+
+    def search(self, text: str) -> bool:
+        if not text:
+            return False
+        if self.is_regex:
+            try:
+                return self.pattern.search(text, timeout=REGEX_TIMEOUT_SECONDS) is not None  # type: ignore[call-overload]
+            except TimeoutError:
+                return False  # a runaway pattern never hangs a poll
+        return self.pattern.search(text) is not None
+
+    def mask(self, text: str) -> str:
+        """``text`` with every occurrence blanked out (excludes are masked first)."""
+        if not text:
+            return text
+        if self.is_regex:
+            try:
+                return self.pattern.sub(  # type: ignore[call-overload]
+                    lambda m: "\0" * len(m.group()), text, timeout=REGEX_TIMEOUT_SECONDS
+                )
+            except TimeoutError:
+                return text
+        return self.pattern.sub(lambda m: "\0" * len(m.group()), text)
+
+
+def parse_term(spec: str | Mapping[str, object]) -> Term:
+    """A Term from its YAML form: a string, or a mapping with ``term`` and options."""
+    if isinstance(spec, str):
+        text, options = spec, {}
+    else:
+        text, options = str(spec.get("term", "")), dict(spec)
+    text = text.strip()
+    field = options.get("field")
+    if match := _FIELD_PREFIX.match(text):
+        field, text = match.group(1), text[match.end() :].strip()
+    if field is not None and field not in FIELDS:
+        raise RuleError(f"unknown field {field!r} (use one of {', '.join(FIELDS)})")
+    is_regex = text.startswith("re:")
+    if is_regex:
+        text = text[3:]
+    if not text:
+        raise RuleError("empty term")
+    case_sensitive = bool(options.get("case_sensitive", False))
+    weight = float(options.get("weight", 1.0))  # type: ignore[arg-type]
+    if weight <= 0:
+        raise RuleError("weight must be greater than zero")
+    flags = 0 if case_sensitive else re.IGNORECASE
+    if is_regex:
+        try:
+            pattern: regex.Pattern[str] | re.Pattern[str] = regex.compile(text, flags)
+        except regex.error as exc:
+            raise RuleError(f"invalid regular expression {text!r}: {exc}") from None
+    else:
+        pattern = re.compile(_word_pattern(text), flags)
+    label = f"{field}:{text}" if field else text
+    return Term(text=label, field=field, weight=weight, pattern=pattern, is_regex=is_regex)
+
+
+def _word_pattern(term: str) -> str:
+    if _CJK.search(term):
+        return re.escape(term)
+    words = [re.escape(word) for word in term.split()]
+    body = r"[\s\-]+".join(words)  # "knitting machine" also finds "knitting-machine"
+    plural = "(?:e?s)?" if term[-1:].isalpha() else ""
+    return rf"(?<![{_WORD_CHAR}]){body}{plural}(?![{_WORD_CHAR}])"
+
+
+# --- expressions ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Leaf:
+    term: Term
+
+
+@dataclass(frozen=True, slots=True)
+class Not:
+    child: Node
+
+
+@dataclass(frozen=True, slots=True)
+class All:
+    children: tuple[Node, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Any_:
+    children: tuple[Node, ...]
+
+
+Node = Leaf | Not | All | Any_
+
+_TOKEN = re.compile(
+    r'\s*(?:(?P<open>\()|(?P<close>\))|(?P<quoted>(?:[a-z]+:)?"[^"]*"?)|(?P<word>[^\s()"]+))'
+)
+
+
+def _tokens(text: str) -> Iterator[tuple[str, str, int]]:
+    position = 0
+    while position < len(text):
+        match = _TOKEN.match(text, position)
+        if match is None or match.end() == position:
+            if text[position:].strip():
+                raise RuleError("unexpected character", position + 1)
+            return
+        kind = match.lastgroup or ""
+        value = match.group(kind)
+        column = match.start(kind) + 1
+        if kind == "quoted" and (len(value) < 2 or not value.endswith('"') or value.endswith(':"')):
+            raise RuleError("unclosed quote", column)
+        if kind == "word" and value in ("AND", "OR", "NOT"):
+            kind = value
+        yield kind, value, column
+        position = match.end()
+
+
+def parse_expression(text: str) -> Node:
+    """Parse ``cotton AND (price OR "cotton futures") AND NOT title:candy``."""
+    tokens = list(_tokens(text))
+    if not tokens:
+        raise RuleError("empty expression", 1)
+    node, position = _or(tokens, 0, text)
+    if position < len(tokens):
+        kind, value, column = tokens[position]
+        raise RuleError(
+            f"unexpected {value!r}" + (" (no matching '(')" if kind == "close" else ""),
+            column,
+        )
+    return node
+
+
+def _or(tokens: list[tuple[str, str, int]], position: int, text: str) -> tuple[Node, int]:
+    node, position = _and(tokens, position, text)
+    children = [node]
+    while position < len(tokens) and tokens[position][0] == "OR":
+        node, position = _and(tokens, position + 1, text)
+        children.append(node)
+    return (children[0] if len(children) == 1 else Any_(tuple(children))), position
+
+
+def _and(tokens: list[tuple[str, str, int]], position: int, text: str) -> tuple[Node, int]:
+    node, position = _not(tokens, position, text)
+    children = [node]
+    while position < len(tokens) and tokens[position][0] not in ("OR", "close"):
+        if tokens[position][0] == "AND":
+            position += 1
+        node, position = _not(tokens, position, text)
+        children.append(node)
+    return (children[0] if len(children) == 1 else All(tuple(children))), position
+
+
+def _not(tokens: list[tuple[str, str, int]], position: int, text: str) -> tuple[Node, int]:
+    if position >= len(tokens):
+        raise RuleError("expression ends where a term was expected", len(text) + 1)
+    kind, value, column = tokens[position]
+    if kind == "NOT":
+        child, position = _not(tokens, position + 1, text)
+        return Not(child), position
+    if kind == "open":
+        node, position = _or(tokens, position + 1, text)
+        if position >= len(tokens) or tokens[position][0] != "close":
+            raise RuleError("missing ')' for the '(' here", column)
+        return node, position + 1
+    if kind in ("word", "quoted"):
+        phrase = value.replace('"', "") if kind == "quoted" else value
+        try:
+            return Leaf(parse_term(phrase)), position + 1
+        except RuleError as exc:
+            raise RuleError(str(exc), column) from None
+    raise RuleError(f"expected a term, found {value!r}", column)
+
+
+def evaluate(node: Node, fields: Mapping[str, str], hits: list[tuple[Term, str]]) -> bool:
+    """Whether ``node`` holds for ``fields``; terms that matched are appended to ``hits``
+    (only those that count: a NOT's terms never do)."""
+    if isinstance(node, Leaf):
+        found = node.term.fields_hit(fields)
+        hits.extend((node.term, name) for name in found)
+        return bool(found)
+    if isinstance(node, Not):
+        return not evaluate(node.child, fields, [])
+    if isinstance(node, All):
+        return all([evaluate(child, fields, hits) for child in node.children])
+    return any([evaluate(child, fields, hits) for child in node.children])
+
+
+def expression_terms(node: Node) -> Iterator[Term]:
+    if isinstance(node, Leaf):
+        yield node.term
+    elif isinstance(node, Not):
+        yield from expression_terms(node.child)
+    else:
+        for child in node.children:
+            yield from expression_terms(child)
