@@ -1,0 +1,192 @@
+"""The rule language: terms, field scopes, regexes, case, weights, expressions, rule sets."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from aggregator.categorize import compile_topics, judge
+from aggregator.config import RuleSet, TopicConfig
+from aggregator.errors import ConfigError
+from aggregator.models import Item
+from aggregator.rules import RuleError, evaluate, parse_expression, parse_term
+from tests.conftest import write_config
+
+NOW = datetime(2026, 11, 26, tzinfo=UTC)
+
+
+def item(title: str, summary: str = "", *, source: str = "s", language: str = "en",
+         categories: tuple[str, ...] = ()) -> Item:  # fmt: skip
+    return Item(
+        source_id=source, keys=("link:x",), link="https://x.org/a", guid=None, title=title,
+        summary_html="", summary_text=summary, published_at=NOW, updated_at=NOW,
+        date_missing=False, author=None, categories=categories, language=language,
+        content_hash="h",
+    )  # fmt: skip
+
+
+def verdict(it: Item, rule_sets: dict[str, object] | None = None, **rules: object):  # type: ignore[no-untyped-def]
+    topic = TopicConfig.model_validate({"slug": "t", "title": "T", **rules})
+    sets = {k: RuleSet.model_validate(v) for k, v in (rule_sets or {}).items()}
+    return judge(it, compile_topics([topic], sets)[0])
+
+
+FIELDS = {"title": "Cotton futures rise in China", "summary": "fine china exports",
+          "category": "", "source": "", "language": "en"}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("expression", "expected"),
+    [
+        ("cotton AND (price OR futures)", True),
+        ("cotton AND (price OR candy)", False),
+        ("cotton futures", True),  # side by side: AND
+        ('"cotton futures"', True),  # a phrase
+        ('"futures cotton"', False),
+        ("cotton AND NOT candy", True),
+        ("NOT cotton", False),
+        ("title:china", True),
+        ("summary:futures", False),
+        ("re:fut\\w+ OR wool", True),
+        ('"re:(price|futures)" AND cotton', True),  # a regex with parentheses is quoted
+        ("wool OR silk", False),
+    ],
+)
+def test_expressions(expression: str, expected: bool) -> None:
+    assert evaluate(parse_expression(expression), FIELDS, []) is expected
+
+
+@pytest.mark.parametrize(
+    ("expression", "message"),
+    [
+        ("cotton AND (price OR futures", "column 12: missing ')' for the '(' here"),
+        ("cotton AND", "column 11: expression ends where a term was expected"),
+        ("cotton) OR wool", "column 7: unexpected ')' (no matching '(')"),
+        ('cotton AND "price', "column 12: unclosed quote"),
+        ("OR wool", "column 1: expected a term, found 'OR'"),
+        ("cotton OR re:[", "column 11: invalid regular expression"),
+        ("", "column 1: empty expression"),
+    ],
+)
+def test_expression_errors_say_where(expression: str, message: str) -> None:
+    with pytest.raises(RuleError) as raised:
+        parse_expression(expression)
+    assert str(raised.value).startswith(message)
+
+
+def test_case_sensitive_terms() -> None:
+    china = {"term": "China", "case_sensitive": True}
+    assert verdict(item("Exports from China rise"), include=[china]).belongs
+    assert not verdict(item("Fine bone china exports"), include=[china]).belongs
+    assert verdict(item("Fine bone china exports"), include=["China"]).belongs  # default
+
+
+def test_field_scopes() -> None:
+    assert not verdict(item("Markets", "cotton prices"), include=["title:cotton"]).belongs
+    assert verdict(item("Cotton prices"), include=["title:cotton"]).belongs
+    assert verdict(item("x", categories=("Wool",)), include=["category:wool"]).belongs
+    assert verdict(item("x", source="fibre2fashion"), include=["source:fibre2fashion"]).belongs
+    assert verdict(item("纺织", language="zh"), include=["language:zh"]).belongs
+
+
+def test_weights_and_threshold() -> None:
+    rules = {"include": ["cotton", "yarn", {"term": "ICE cotton", "weight": 3}], "threshold": 2}
+    title_hit = verdict(item("Cotton rally"), **rules)
+    assert (title_hit.belongs, title_hit.score) == (True, 2.0)  # a title hit counts double
+    one_body_hit = verdict(item("Markets", "cotton rally"), **rules)
+    assert (one_body_hit.belongs, one_body_hit.score) == (False, 1.0)
+    two_body_hits = verdict(item("Markets", "cotton and yarn"), **rules)
+    assert (two_body_hits.belongs, two_body_hits.score) == (True, 2.0)
+    heavy = verdict(item("Markets", "ICE cotton up"), **rules)
+    assert heavy.score == 4.0  # "ICE cotton" x3, plus "cotton" once (terms count once)
+    repeated = verdict(item("Cotton cotton", "cotton"), **rules)
+    assert repeated.score == 2.0  # one term, counted once, in its best field
+
+
+def test_excludes_veto_and_are_masked_first() -> None:
+    vetoed = verdict(item("棉花糖机械展销会"), include=["棉花"], exclude=["棉花糖"])
+    assert not vetoed.belongs
+    assert [h.term for h in vetoed.vetoes] == ["棉花糖"]
+    assert vetoed.hits == ()  # masked: 棉花 inside 棉花糖 never scored
+
+
+def test_match_expression_with_includes() -> None:
+    rules = {"include": ["cotton"], "match": "price OR futures"}
+    assert verdict(item("Cotton futures"), **rules).belongs
+    result = verdict(item("Cotton harvest"), **rules)
+    assert (result.belongs, result.expression) == (False, False)
+    assert verdict(item("Cotton price"), match="cotton AND price").belongs
+
+
+def test_rule_sets_are_shared() -> None:
+    sets = {"no-candy": {"exclude": ["cotton candy", "棉花糖"]}, "fibres": {"include": ["wool"]}}
+    rules = {"include": ["cotton"], "use": ["no-candy", "fibres"]}
+    assert verdict(item("Wool prices"), sets, **rules).belongs
+    assert not verdict(item("Cotton candy fair"), sets, **rules).belongs
+
+
+def test_regex_terms_are_time_limited() -> None:
+    term = parse_term("re:(a+)+$")
+    assert term.search("a" * 30 + "b") is False  # finishes (or times out) instead of hanging
+
+
+def test_curator_mistakes_are_reported_with_lines(tmp_path: Path) -> None:
+    topics = """\
+rule_sets:
+  no-candy:
+    exclude: [cotton candy]
+topics:
+  - slug: cotton
+    title: Cotton
+    include: [cotton]
+    use: [no-cnady]
+  - slug: wool
+    title: Wool
+    match: wool AND (price OR
+  - slug: fibre
+    title: Fibre
+    include: ["re:[unclosed", {term: China, case: yes}]
+  - slug: empty
+    title: Nothing
+"""
+    folder = write_config(
+        tmp_path / "cfg", sources="sources:\n  - {id: s, name: S, url: https://s.org/f}\n",
+        topics=topics,
+    )  # fmt: skip
+    with pytest.raises(ConfigError) as raised:
+        from aggregator.config import load_config
+
+        load_config(folder)
+    found = [
+        str(p).replace(str(folder / "topics.yaml"), "topics.yaml") for p in raised.value.problems
+    ]
+    assert (
+        "topics.yaml:11: topics[1].match: column 19: expression ends where a term was "
+        "expected in 'wool AND (price OR'"
+    ) in found
+    assert any(
+        p.startswith("topics.yaml:14: topics[2].include[0]: invalid regular expression")
+        for p in found
+    )
+    assert any(
+        p.startswith("topics.yaml:14: topics[2].include[1]: a term mapping takes") for p in found
+    )
+    assert (
+        "topics.yaml:15: topics[3]: empty topic: give it include terms, a match expression "
+        "or rule sets"
+    ) in found
+    # Cross-file checks run once the files themselves are valid:
+    fixed = (
+        topics.replace("match: wool AND (price OR", "match: wool")
+        .replace('["re:[unclosed", {term: China, case: yes}]', "[fibre]")
+        .replace("  - slug: empty\n    title: Nothing\n", "")
+    )
+    (folder / "topics.yaml").write_text(fixed)
+    with pytest.raises(ConfigError) as raised:
+        load_config(folder)
+    (problem,) = raised.value.problems
+    assert str(problem).endswith(
+        "topics.yaml:8: topics[0].use[0]: unknown rule set 'no-cnady' (did you mean 'no-candy'?)"
+    )
