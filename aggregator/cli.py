@@ -10,6 +10,8 @@ import json
 import logging
 import sys
 from collections import Counter
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -18,9 +20,12 @@ import click
 
 from aggregator import __version__
 from aggregator.config import AppConfig, SourceConfig, load_config
+from aggregator.curate import explain as explain_item
+from aggregator.curate import preview as preview_topic
+from aggregator.curate import recategorize as recategorize_items
 from aggregator.errors import AggregatorError, ConfigError
-from aggregator.models import CycleReport, FetchOutcome, SourceState
-from aggregator.pipeline import run_cycle, try_source
+from aggregator.models import CycleReport, FetchOutcome, SourceState, TermHit
+from aggregator.pipeline import publish_stored, run_cycle, try_source
 from aggregator.scheduler import run_daemon
 from aggregator.storage import Storage
 from aggregator.storage.lock import exclusive_lock
@@ -50,11 +55,13 @@ def cli(ctx: click.Context, config_dir: Path | None, verbose: int) -> None:
     ctx.obj["verbose"] = verbose
 
 
-def _config(ctx: click.Context, config_dir: Path | None) -> AppConfig:
+def _config(
+    ctx: click.Context, config_dir: Path | None, *, topics_path: Path | None = None
+) -> AppConfig:
     """Load the config named on the command or the group; exit 2 listing every problem."""
     folder = config_dir or ctx.obj.get("config_dir") or Path(DEFAULT_CONFIG_DIR)
     try:
-        return load_config(folder)
+        return load_config(folder, topics_path=topics_path)
     except ConfigError as exc:
         for problem in exc.problems:
             click.echo(str(problem), err=True)
@@ -300,6 +307,117 @@ def try_(ctx: click.Context, config_dir: Path | None, source_id: str, limit: int
         click.echo(f"problem ({trial.read.problem_type}): {trial.read.problem}", err=True)
         if not trial.items:
             ctx.exit(EXIT_FAILURE)
+
+
+def _hits(hits: Sequence[TermHit]) -> str:
+    return ", ".join(f"{h.term} ({h.field}, {h.weight:g})" for h in hits) or "-"
+
+
+@cli.command()
+@config_option
+@click.argument("url")
+@click.pass_context
+def explain(ctx: click.Context, config_dir: Path | None, url: str) -> None:
+    """Show, for every topic, whether the stored item at URL is in it and why.
+
+    Terms hit (field and points), the excludes that vetoed, the score against the
+    threshold, missing all_of terms and the match expression. Exit 1 if no stored
+    item has that link."""
+    config = _config(ctx, config_dir)
+    with _storage(ctx, config) as storage:
+        found = explain_item(config, storage, url)
+    if found is None:
+        click.echo(f"no stored item has the link {url}", err=True)
+        ctx.exit(EXIT_FAILURE)
+    item = found.item
+    now_in = ", ".join(found.current_topics) or "-"
+    click.echo(f"{item.title}\n  {item.link}")
+    click.echo(f"  source {item.source_id}, published {_when(item.published_at)} UTC, in: {now_in}")
+    for verdict in found.verdicts:
+        mark = "IN " if verdict.belongs else "out"
+        line = f"{mark} {verdict.slug:<22} score {verdict.score:g} / {verdict.threshold:g}"
+        reasons = []
+        if verdict.source_excluded:
+            reasons.append("source not in this topic's sources")
+        if verdict.vetoes:
+            reasons.append(f"vetoed by {_hits(verdict.vetoes)}")
+        if verdict.missing_all_of:
+            reasons.append(f"missing all_of: {'; '.join(verdict.missing_all_of)}")
+        if verdict.expression is not None:
+            reasons.append(f"match expression {'holds' if verdict.expression else 'fails'}")
+        click.echo(f"{line}  hits: {_hits(verdict.hits)}")
+        for reason in reasons:
+            click.echo(f"    {reason}")
+
+
+@cli.command()
+@config_option
+@click.argument("topic")
+@click.option(
+    "--file",
+    "topics_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Preview an edited topics file instead of the one in force.",
+)
+@click.option("--limit", type=int, default=20, show_default=True, help="Items listed per part.")
+@click.pass_context
+def preview(
+    ctx: click.Context, config_dir: Path | None, topic: str, topics_file: Path | None, limit: int
+) -> None:
+    """Run TOPIC's rules over stored items and show the feed it would make.
+
+    Lists the items it would hold (with the terms that matched), and which would join
+    or leave compared with now. Changes nothing."""
+    config = _config(ctx, config_dir, topics_path=topics_file)
+    if topic not in {t.slug for t in config.topics}:
+        known = ", ".join(t.slug for t in config.topics)
+        click.echo(f"error: no topic {topic!r} (known: {known})", err=True)
+        ctx.exit(EXIT_CONFIG)
+    with _storage(ctx, config) as storage:
+        result = preview_topic(config, storage, topic, now=datetime.now(UTC))
+    click.echo(f"{topic}: {len(result.members)} items would be in the feed window")
+    for item, hits in result.members[:limit]:
+        click.echo(f"  {_when(item.published_at)}  {item.title[:90]}\n      {_hits(hits)}")
+    for label, items in (("would join", result.joining), ("would leave", result.leaving)):
+        click.echo(f"{len(items)} {label}:")
+        for item in items[:limit]:
+            click.echo(f"  {_when(item.published_at)}  {item.title[:90]}")
+
+
+@cli.command()
+@config_option
+@click.pass_context
+def recategorize(ctx: click.Context, config_dir: Path | None) -> None:
+    """Re-apply the topic rules to stored items within the feed window, and republish.
+
+    Runs by itself when the rules change (at the next cycle, or the daemon's next
+    round after a reload); this command does it now."""
+    config = _config(ctx, config_dir)
+    _setup_logging(config, ctx.obj["verbose"], quiet_default=True)
+    try:
+        with exclusive_lock(config.database_path), _storage(ctx, config) as storage:
+            result = recategorize_items(config, storage, now=datetime.now(UTC))
+            published = publish_stored(config, storage)
+    except AggregatorError as exc:
+        click.echo(f"error: {exc}", err=True)
+        ctx.exit(EXIT_FAILURE)
+    click.echo(f"{result.examined} items examined, {result.changed} changed topics")
+    for slug in sorted(set(result.joined) | set(result.left)):
+        click.echo(f"  {slug:<22} +{result.joined.get(slug, 0)} -{result.left.get(slug, 0)}")
+    click.echo(f"Feeds: {len(published.written)} written, {len(published.unchanged)} unchanged")
+
+
+@contextmanager
+def _storage(ctx: click.Context, config: AppConfig) -> Iterator[Storage]:
+    try:
+        storage = Storage.open_sqlite(config.database_path)
+    except AggregatorError as exc:
+        click.echo(f"error: {exc}", err=True)
+        ctx.exit(EXIT_FAILURE)
+    try:
+        yield storage
+    finally:
+        storage.close()
 
 
 def format_report(report: CycleReport, config: AppConfig) -> str:

@@ -292,6 +292,8 @@ class Settings(_Model):
     websub_hub: HttpUrl | None = None
     #: Items older than this leave the database, unless a feed still shows them.
     retention: Duration = 365 * 86400.0
+    #: When topic rules change, items published this recently are re-categorized.
+    feed_window: Duration = 30 * 86400.0
     #: Topics file, relative to the config folder (lets several configs share one taxonomy).
     topics_file: NonEmptyStr = DEFAULT_TOPICS_FILE
     fetch: FetchSettings = FetchSettings()
@@ -558,8 +560,10 @@ class AppConfig:
         return source.interval or self.settings.poll_interval
 
 
-def load_config(config_dir: Path | str) -> AppConfig:
-    """Read and validate a config folder; raise ``ConfigError`` listing every problem."""
+def load_config(config_dir: Path | str, *, topics_path: Path | None = None) -> AppConfig:
+    """Read and validate a config folder; raise ``ConfigError`` listing every problem.
+
+    ``topics_path`` reads the topics from another file (``preview --file``)."""
     config_dir = Path(config_dir)
     problems: list[ConfigProblem] = []
     if not config_dir.is_dir():
@@ -569,7 +573,7 @@ def load_config(config_dir: Path | str) -> AppConfig:
     settings = settings_doc.validate(Settings, problems) if settings_doc else Settings()
     topics_name = settings.topics_file if settings else DEFAULT_TOPICS_FILE
     sources_doc = _YamlDocument.load(config_dir / DEFAULT_SOURCES_FILE, problems)
-    topics_doc = _YamlDocument.load(config_dir / topics_name, problems)
+    topics_doc = _YamlDocument.load(topics_path or config_dir / topics_name, problems)
     sources_file = sources_doc.validate(SourcesFile, problems) if sources_doc else None
     topics_file = topics_doc.validate(TopicsFile, problems) if topics_doc else None
 

@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo
 
 from aggregator.categorize import CompiledTopic, categorize, compile_topics
 from aggregator.config import AppConfig, SourceConfig
+from aggregator.curate import recategorize, rules_changed
 from aggregator.dedupe import Action, decide
 from aggregator.errors import ParseError
 from aggregator.fetch import Fetcher, FetchRequest, host_of
@@ -71,6 +72,14 @@ def run_cycle(
 
     with storage.transaction() as tx:
         tx.sync_sources(config.sources)
+    recategorized = None
+    if rules_changed(config, storage):
+        # Edited topic rules apply to stored items too, not only to new ones.
+        recategorized = recategorize(config, storage, now=now)
+        log.info(
+            "topic rules changed: re-categorized items=%d changed=%d",
+            recategorized.examined, recategorized.changed,
+        )  # fmt: skip
     states = storage.source_states()
     blocked = storage.host_blocks(now)
     recent = storage.recent_item_counts(now - timedelta(days=7))
@@ -92,7 +101,9 @@ def run_cycle(
             break
         reports.append(_ingest(config, storage, fetcher, topics, poll, result, now, rng))
 
-    changed = any(r.new_items or r.updated_items for r in reports)
+    changed = any(r.new_items or r.updated_items for r in reports) or bool(
+        recategorized and recategorized.changed
+    )
     # The daemon looks for due sources every minute; re-render only when something
     # changed (or an output file went missing), a one-shot run always re-renders.
     publish = not due_only or changed or _output_missing(config)
@@ -204,7 +215,7 @@ def _ingest(
     if not poll.request.is_local:
         update = replace(update, host=host_of(poll.request.url))
     with storage.transaction() as tx:
-        stored = _store_items(tx, topics, items, now)
+        stored = _store_items(tx, topics, items, now, source.name)
         tx.record_poll(update, now)
 
     log.log(
@@ -288,14 +299,18 @@ def _normalize(
 
 
 def _store_items(
-    tx: Transaction, topics: Sequence[CompiledTopic], items: Sequence[Item], now: datetime
+    tx: Transaction,
+    topics: Sequence[CompiledTopic],
+    items: Sequence[Item],
+    now: datetime,
+    source_name: str = "",
 ) -> _Stored:
     new = updated = 0
     for item in items:
         decision = decide(item, tx.known_items(item.keys))
         if decision.action is Action.INSERT:
             item_id = tx.insert_item(item, now)
-            tx.set_topics(item_id, categorize(item, topics))
+            tx.set_topics(item_id, categorize(item, topics, source_name))
             new += 1
             continue
         assert decision.item_id is not None
@@ -304,7 +319,7 @@ def _store_items(
             tx.add_source(decision.item_id, item, now)
         elif decision.action is Action.UPDATE:
             tx.update_item(decision.item_id, item)
-            tx.set_topics(decision.item_id, categorize(item, topics))
+            tx.set_topics(decision.item_id, categorize(item, topics, source_name))
             updated += 1
     return _Stored(new=new, updated=updated)
 
@@ -336,6 +351,11 @@ def _report(
         files_unchanged=len(result.unchanged),
         publish_errors=result.errors,
     )
+
+
+def publish_stored(config: AppConfig, storage: Storage) -> PublishResult:
+    """Publish every feed from what is stored now (after ``recategorize``, say)."""
+    return publish_site(config, _feeds(config, storage))
 
 
 def _feeds(config: AppConfig, storage: Storage) -> list[FeedSpec]:

@@ -247,6 +247,77 @@ class Storage:
             )
         return len(old)
 
+    def meta(self, key: str) -> str | None:
+        meta = self._t["meta"]
+        with _storage_errors("reading meta"), self._engine.connect() as connection:
+            return connection.execute(
+                sa.select(meta.c.value).where(meta.c.key == key)
+            ).scalar_one_or_none()
+
+    def set_meta(self, key: str, value: str) -> None:
+        meta = self._t["meta"]
+        with _storage_errors("writing meta"), self._engine.begin() as connection:
+            if (
+                connection.execute(
+                    meta.update().where(meta.c.key == key).values(value=value)
+                ).rowcount
+                == 0
+            ):
+                connection.execute(meta.insert().values(key=key, value=value))
+
+    def items_since(self, since: datetime) -> list[tuple[int, Item, tuple[str, ...]]]:
+        """Items published since ``since`` as categorize sees them, with their topics."""
+        items = self._t["items"]
+        query = sa.select(items).where(items.c.published_at >= _to_db(since))
+        with _storage_errors("reading items"), self._engine.connect() as connection:
+            rows = connection.execute(query).mappings().all()
+            return self._as_items(connection, rows)
+
+    def item_by_link(self, link: str) -> tuple[int, Item, tuple[str, ...]] | None:
+        """The stored item a canonical link points to (whichever source carried it)."""
+        items, item_keys = self._t["items"], self._t["item_keys"]
+        with _storage_errors("reading items"), self._engine.connect() as connection:
+            rows = (
+                connection.execute(
+                    sa.select(items)
+                    .join(item_keys, item_keys.c.item_id == items.c.id)
+                    .where(item_keys.c.key == f"link:{link}")
+                )
+                .mappings()
+                .all()
+            )
+            found = self._as_items(connection, rows)
+        return found[0] if found else None
+
+    def _as_items(
+        self, connection: sa.Connection, rows: Sequence[sa.RowMapping]
+    ) -> list[tuple[int, Item, tuple[str, ...]]]:
+        item_topics = self._t["item_topics"]
+        topics: dict[int, list[str]] = {row["id"]: [] for row in rows}
+        for item_id, slug in connection.execute(
+            sa.select(item_topics.c.item_id, item_topics.c.topic_slug)
+            .where(item_topics.c.item_id.in_(list(topics)))
+            .order_by(item_topics.c.topic_slug)
+        ):
+            topics[item_id].append(slug)
+        return [
+            (
+                row["id"],
+                Item(
+                    source_id=row["origin_source_id"], keys=(), link=row["link"], guid=row["guid"],
+                    title=row["title"], summary_html=row["summary_html"],
+                    summary_text=row["summary_text"],
+                    published_at=_from_db_required(row["published_at"]),
+                    updated_at=_from_db_required(row["updated_at"]),
+                    date_missing=bool(row["date_missing"]), author=row["author"],
+                    categories=tuple(json.loads(row["categories"])), language=row["language"],
+                    content_hash=row["content_hash"], original_publisher=row["original_publisher"],
+                ),
+                tuple(topics[row["id"]]),
+            )
+            for row in rows
+        ]  # fmt: skip
+
     def topic_counts(self) -> dict[str, int]:
         item_topics = self._t["item_topics"]
         query = sa.select(item_topics.c.topic_slug, sa.func.count()).group_by(

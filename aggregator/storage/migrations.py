@@ -123,8 +123,25 @@ def _v3_original_publisher(connection: sa.Connection) -> None:
     _add_columns(connection, "items", sa.Column("original_publisher", sa.Text))
 
 
+def _v4_meta(connection: sa.Connection) -> None:
+    """Issue 7: small facts about the whole database (the topic rules' fingerprint)."""
+    metadata = sa.MetaData()
+    sa.Table(
+        "meta",
+        metadata,
+        sa.Column("key", sa.String(100), primary_key=True),
+        sa.Column("value", sa.Text, nullable=False),
+    )
+    metadata.create_all(connection)
+
+
 #: Every migration ever shipped, in order. Append only.
-MIGRATIONS: tuple[Migration, ...] = (_v1_initial, _v2_polling_state, _v3_original_publisher)
+MIGRATIONS: tuple[Migration, ...] = (
+    _v1_initial,
+    _v2_polling_state,
+    _v3_original_publisher,
+    _v4_meta,
+)
 
 _VERSIONS = sa.Table(
     "schema_migrations",
