@@ -244,3 +244,44 @@ def test_try_shows_what_a_source_would_yield_and_stores_nothing(demo: Path) -> N
 
     code, _, err = invoke("--config", str(demo), "try", "nope")
     assert code == 2 and "no source 'nope'" in err
+
+
+def test_explain_preview_and_recategorize(demo: Path, tmp_path: Path) -> None:
+    invoke("--config", str(demo), "run", "--once")
+    seed = "https://www.sjfzxm.com/global/en/591691.html#comments"  # any form of the link
+    code, out, _ = invoke("--config", str(demo), "explain", seed)
+    assert code == 0, out
+    lines = out.splitlines()
+    assert lines[0].startswith("Qinghe Cashmere Town")
+    (cashmere,) = [line for line in lines if " cashmere-wool " in line]
+    assert cashmere.startswith("IN ") and "cashmere (title, 2)" in cashmere
+    (sustainability,) = [line for line in lines if " sustainability " in line]
+    assert sustainability.startswith("out") and "score 0 / 1" in sustainability
+    code, _, err = invoke("--config", str(demo), "explain", "https://nowhere.example/x")
+    assert code == 1 and "no stored item" in err
+
+    # An edited topics file, previewed before it is saved: "labour" now needs "strike".
+    edited = tmp_path / "topics-edit.yaml"
+    text = (demo.parent / "topics.yaml").read_text(encoding="utf-8")
+    edited.write_text(
+        text.replace(
+            "  - slug: labour-compliance\n", "  - slug: labour-compliance\n    match: strike\n"
+        ),
+        encoding="utf-8",
+    )
+    code, out, _ = invoke(
+        "--config", str(demo), "preview", "labour-compliance", "--file", str(edited)
+    )
+    assert code == 0, out
+    assert out.splitlines()[0] == "labour-compliance: 0 items would be in the feed window"
+    assert "0 would join:" in out and "2 would leave:" in out
+    assert "Garment workers in Cambodia win minimum wage rise" in out
+    code, out, _ = invoke("--config", str(demo), "preview", "labour-compliance")
+    assert "0 would join:" in out and "0 would leave:" in out  # the rules in force: no change
+
+    # Saved in place: the next run re-categorizes stored items by itself.
+    (demo.parent / "topics.yaml").write_text(edited.read_text(encoding="utf-8"), encoding="utf-8")
+    code, out, _ = invoke("--config", str(demo), "run", "--once")
+    assert "  labour-compliance    0" in out
+    code, out, _ = invoke("--config", str(demo), "recategorize")
+    assert code == 0 and "0 changed topics" in out  # already applied
