@@ -7,9 +7,10 @@ A **term** is a word or phrase, optionally scoped to a field and given options:
     re:\\bPSF\\b|polyester staple   a regular expression (run with a time limit)
     {term: China, case_sensitive: true, weight: 2}     the mapping form in YAML
 
-Fields: ``title``, ``summary``, ``category`` (the source's own labels), ``source`` (its
-id and name), ``language``. Latin terms match as whole words, tolerating a plural
-"s"/"es"; terms with CJK characters match as substrings (Chinese has no spaces).
+Fields: ``title``, ``summary``, ``category`` (the source's own labels), and, only when
+a term names them, ``source`` (its id and name) and ``language``. Latin terms match as
+whole words, tolerating a plural "s"/"es"; terms with CJK characters match as
+substrings (Chinese has no spaces).
 
 An **expression** combines terms: ``cotton AND (price OR futures) AND NOT candy``,
 with ``"quoted phrases"``, field prefixes (``title:cotton``) and parentheses. The
@@ -28,6 +29,10 @@ from dataclasses import dataclass
 import regex
 
 FIELDS = ("title", "summary", "category", "source", "language")
+#: Where a term without a field prefix is looked for: the item's own words. Source and
+#: language are matched only when asked (``source:``), or every item of a source named
+#: "中国纺织网" would be about China.
+TEXT_FIELDS = ("title", "summary", "category")
 #: A regular expression gets this long per field before it counts as not matching.
 REGEX_TIMEOUT_SECONDS = 0.05
 
@@ -56,7 +61,7 @@ class Term:
     is_regex: bool = False
 
     def fields_hit(self, fields: Mapping[str, str]) -> list[str]:
-        names = (self.field,) if self.field else FIELDS
+        names = (self.field,) if self.field else TEXT_FIELDS
         return [name for name in names if self.search(fields.get(name, ""))]
 
     def search(self, text: str) -> bool:

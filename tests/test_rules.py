@@ -190,3 +190,17 @@ topics:
     assert str(problem).endswith(
         "topics.yaml:8: topics[0].use[0]: unknown rule set 'no-cnady' (did you mean 'no-candy'?)"
     )
+
+
+def test_unscoped_terms_do_not_search_the_source_name() -> None:
+    """Regression: every item of "中国纺织网 Texnet" landed in asian-markets via 中国."""
+    from aggregator.categorize import judge as judge_with_name
+
+    topic = compile_topics(
+        [TopicConfig.model_validate({"slug": "t", "title": "T", "include": ["中国"]})]
+    )[0]
+    assert not judge_with_name(item("义乌展销会开幕"), topic, "中国纺织网 Texnet").belongs
+    scoped = compile_topics(
+        [TopicConfig.model_validate({"slug": "t", "title": "T", "include": ["source:中国"]})]
+    )[0]
+    assert judge_with_name(item("义乌展销会开幕"), scoped, "中国纺织网 Texnet").belongs
