@@ -178,6 +178,10 @@ class StoredItem:
     #: Slugs of the topics the item belongs to.
     topics: tuple[str, ...]
     original_publisher: str | None = None
+    #: The story the item belongs to (near-duplicates across sources share one).
+    story_id: int | None = None
+    #: Other reports of the same story (publishing puts them in the attribution).
+    related: tuple[SourceRef, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -206,6 +206,67 @@ class Storage:
             rows = connection.execute(query).mappings().all()
             return self._stored_items(connection, rows)
 
+    def story_groups(self, slug: str | None, limit: int) -> list[tuple[str, list[StoredItem]]]:
+        """The newest stories with a member in topic ``slug`` (any topic when None): each
+        story's public id and all its members, newest story first."""
+        items, item_topics, stories = self._t["items"], self._t["item_topics"], self._t["stories"]
+        in_topic = sa.select(item_topics.c.item_id).where(item_topics.c.item_id == items.c.id)
+        if slug is not None:
+            in_topic = in_topic.where(item_topics.c.topic_slug == slug)
+        newest = (
+            sa.select(items.c.story_id, sa.func.max(items.c.published_at).label("newest"))
+            .where(in_topic.exists())
+            .group_by(items.c.story_id)
+            .order_by(sa.desc("newest"), items.c.story_id.desc())
+            .limit(limit)
+        )
+        with _storage_errors("reading stories"), self._engine.connect() as connection:
+            story_ids = [row.story_id for row in connection.execute(newest)]
+            if not story_ids:
+                return []
+            public = dict(
+                connection.execute(
+                    sa.select(stories.c.id, stories.c.public_id).where(stories.c.id.in_(story_ids))
+                ).all()
+            )
+            rows = (
+                connection.execute(
+                    sa.select(items).where(items.c.story_id.in_(story_ids)).order_by(items.c.id)
+                )
+                .mappings()
+                .all()
+            )
+            members: dict[int, list[StoredItem]] = {story_id: [] for story_id in story_ids}
+            for stored in self._stored_items(connection, rows):
+                members[stored.story_id or 0].append(stored)
+        return [(public[story_id], members[story_id]) for story_id in story_ids]
+
+    def signatures_since(self, since: datetime) -> list[tuple[int, datetime, bytes]]:
+        """(item id, published, MinHash bytes) of items published since ``since``."""
+        items, signatures = self._t["items"], self._t["item_signatures"]
+        query = (
+            sa.select(items.c.id, items.c.published_at, signatures.c.signature)
+            .join(signatures, signatures.c.item_id == items.c.id)
+            .where(items.c.published_at >= _to_db(since))
+        )
+        with _storage_errors("reading signatures"), self._engine.connect() as connection:
+            return [(i, _from_db_required(p), bytes(s)) for i, p, s in connection.execute(query)]
+
+    def story_members(self, story_id: int) -> list[tuple[int, Item, float | None, int | None]]:
+        """A story's members: (item id, item, similarity it joined with, via which item)."""
+        items = self._t["items"]
+        with _storage_errors("reading stories"), self._engine.connect() as connection:
+            rows = (
+                connection.execute(
+                    sa.select(items).where(items.c.story_id == story_id).order_by(items.c.id)
+                )
+                .mappings()
+                .all()
+            )
+            found = self._as_items(connection, rows)
+        extra = {row["id"]: (row["story_similarity"], row["story_via"]) for row in rows}
+        return [(item_id, item, *extra[item_id]) for item_id, item, _topics in found]
+
     def newest_items(self, limit: int) -> list[StoredItem]:
         """The newest ``limit`` items in any topic (the ``all`` feed), newest first."""
         items, item_topics = self._t["items"], self._t["item_topics"]
@@ -387,6 +448,7 @@ class Storage:
                 sources=tuple(refs[row["id"]]),
                 topics=tuple(topics[row["id"]]),
                 original_publisher=row["original_publisher"],
+                story_id=row["story_id"],
             )
             for row in rows
         ]
@@ -526,6 +588,48 @@ class Transaction:
         self.add_keys(item_id, item.keys)
         self.add_source(item_id, item, now)
         return item_id
+
+    def item_texts(self, item_ids: Iterable[int]) -> dict[int, tuple[str, str, int]]:
+        """Title, summary text and story of each item (for the near-duplicate check)."""
+        items = self._t["items"]
+        rows = self._c.execute(
+            sa.select(items.c.id, items.c.title, items.c.summary_text, items.c.story_id).where(
+                items.c.id.in_(list(item_ids))
+            )
+        )
+        return {row.id: (row.title, row.summary_text, row.story_id) for row in rows}
+
+    def join_story(
+        self,
+        item_id: int,
+        *,
+        story_id: int | None,
+        similarity: float | None,
+        via: int | None,
+        signature: bytes,
+        now: datetime,
+    ) -> int:
+        """Put the item in ``story_id``, or found a new story (None); keep its signature."""
+        items, stories = self._t["items"], self._t["stories"]
+        if story_id is None:
+            public_id = self._c.execute(
+                sa.select(items.c.public_id).where(items.c.id == item_id)
+            ).scalar_one()
+            story_id = self._c.execute(
+                stories.insert()
+                .values(public_id=public_id, created_at=_to_db(now))
+                .returning(stories.c.id)
+            ).scalar_one()
+        self._c.execute(
+            items.update()
+            .where(items.c.id == item_id)
+            .values(story_id=story_id, story_similarity=similarity, story_via=via)
+        )
+        self._c.execute(
+            self._insert_ignoring_conflicts(self._t["item_signatures"]),
+            [{"item_id": item_id, "signature": signature}],
+        )
+        return story_id
 
     def update_item(self, item_id: int, item: Item) -> None:
         """Apply an edit by the origin source; the public id and first-seen time stay."""

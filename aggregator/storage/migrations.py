@@ -135,12 +135,54 @@ def _v4_meta(connection: sa.Connection) -> None:
     metadata.create_all(connection)
 
 
+def _v5_stories(connection: sa.Connection) -> None:
+    """Issue 5: near-duplicate items form stories; signatures persist the LSH index."""
+    metadata = sa.MetaData()
+    sa.Table(
+        "stories",
+        metadata,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        # The public id of the story's first item: entries keep their id when clustering
+        # starts, and a story's id never changes as members join.
+        sa.Column("public_id", sa.String(64), nullable=False, unique=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    )
+    sa.Table(
+        "item_signatures",
+        metadata,
+        sa.Column("item_id", sa.Integer, primary_key=True),  # items.id
+        sa.Column("signature", sa.LargeBinary, nullable=False),
+    )
+    metadata.create_all(connection)
+    _add_columns(
+        connection,
+        "items",
+        sa.Column("story_id", sa.Integer),
+        # Jaccard similarity with the member it joined through (None: founded the story).
+        sa.Column("story_similarity", sa.Float),
+        sa.Column("story_via", sa.Integer),
+    )
+    # Every existing item becomes a story of its own (plain SQL, valid on both engines).
+    connection.execute(
+        sa.text(
+            "INSERT INTO stories (public_id, created_at) SELECT public_id, first_seen_at FROM items"
+        )
+    )
+    connection.execute(
+        sa.text(
+            "UPDATE items SET story_id = "
+            "(SELECT stories.id FROM stories WHERE stories.public_id = items.public_id)"
+        )
+    )
+
+
 #: Every migration ever shipped, in order. Append only.
 MIGRATIONS: tuple[Migration, ...] = (
     _v1_initial,
     _v2_polling_state,
     _v3_original_publisher,
     _v4_meta,
+    _v5_stories,
 )
 
 _VERSIONS = sa.Table(

@@ -1,0 +1,180 @@
+"""Near-duplicate stories across sources: MinHash LSH for candidates, exact Jaccard to decide.
+
+Exact dedupe (same canonical link or permalink guid, ``dedupe.py``) stays the first and
+cheapest test. An item that is new by those keys is compared here with the items of
+the last ``cluster.window`` days: its normalized title and text become shingles (word
+pairs for Latin text, character pairs for Chinese), a MinHash of them finds candidates
+in an LSH index (datasketch), and the exact Jaccard similarity of the shingle sets
+decides. Short texts need stronger evidence: below ``short_text`` shingles the
+threshold rises by ``short_text_margin``.
+
+Pure except for ``StoryIndex``, the in-memory LSH rebuilt from persisted signatures.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import unicodedata
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import numpy as np
+from datasketch import MinHash, MinHashLSH
+
+NUM_PERM = 128
+_CJK = "\u2e80-\u9fff\uac00-\ud7af\uf900-\ufaff"
+_TOKEN = re.compile(rf"[{_CJK}]|[^\W{_CJK}]+", re.UNICODE)
+#: Words portals add around a repost; they say nothing about the story.
+BOILERPLATE = frozenset(
+    [
+        "source",
+        "via",
+        "reporter",
+        "editor",
+        "editors",
+        "copyright",
+        "all",
+        "rights",
+        "reserved",
+        "click",
+        "subscribe",
+        "read",
+        "more",
+        "disclaimer",
+        "reprint",
+        "translated",
+        "news",
+        "the",
+        "a",
+        "an",
+        "of",
+        "in",
+        "on",
+        "to",
+        "and",
+        "for",
+        "with",
+        "at",
+        "by",
+        "from",
+        "is",
+        "are",
+        "was",
+        "were",
+        "be",
+        "has",
+        "have",
+        "had",
+        "it",
+        "its",
+        "this",
+        "that",
+        "as",
+    ]
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterSettings:
+    #: Jaccard similarity of the shingle sets from which two items are one story.
+    threshold: float = 0.45
+    #: Only items published this close together can be one story.
+    window: timedelta = timedelta(days=14)
+    #: Texts with fewer shingles than this need threshold + short_text_margin.
+    short_text: int = 12
+    short_text_margin: float = 0.2
+
+
+def tokens(text: str) -> list[str]:
+    """Lower-cased words (Latin) and single characters (CJK), boilerplate dropped."""
+    normalized = unicodedata.normalize("NFKC", text).lower()
+    return [t for t in _TOKEN.findall(normalized) if t not in BOILERPLATE]
+
+
+def shingles(title: str, text: str) -> frozenset[str]:
+    """Adjacent token pairs of title and text: word pairs, or character pairs in Chinese."""
+    words = tokens(f"{title} . {text}")
+    pairs = {f"{a} {b}" for a, b in itertools.pairwise(words)}
+    return frozenset(pairs or words)
+
+
+def signature(shingle_set: Iterable[str]) -> MinHash:
+    minhash = MinHash(num_perm=NUM_PERM)
+    minhash.update_batch([s.encode("utf-8") for s in shingle_set])
+    return minhash
+
+
+def signature_bytes(minhash: MinHash) -> bytes:
+    return np.asarray(minhash.hashvalues, dtype=np.uint32).tobytes()
+
+
+def signature_from_bytes(data: bytes) -> MinHash:
+    return MinHash(num_perm=NUM_PERM, hashvalues=np.frombuffer(data, dtype=np.uint32))
+
+
+def jaccard(a: frozenset[str], b: frozenset[str]) -> float:
+    return len(a & b) / len(a | b) if a or b else 0.0
+
+
+def threshold_for(a: frozenset[str], b: frozenset[str], settings: ClusterSettings) -> float:
+    """Short texts share shingles by chance more easily: ask them for more."""
+    if min(len(a), len(b)) < settings.short_text:
+        return min(0.95, settings.threshold + settings.short_text_margin)
+    return settings.threshold
+
+
+def same_story(
+    a: frozenset[str], b: frozenset[str], settings: ClusterSettings
+) -> tuple[bool, float]:
+    similarity = jaccard(a, b)
+    return similarity >= threshold_for(a, b, settings), similarity
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Member:
+    """What choosing a story's primary item needs to know about one member."""
+
+    item_id: int
+    published_at: datetime
+    source_name: str
+    original_publisher: str | None
+    priority: int = 0
+
+
+def primary(members: Sequence[Member]) -> Member:
+    """The original publisher when a member names one that another member is; else the
+    earliest published; ties broken by source priority (higher first), then first stored."""
+    named = {m.original_publisher.casefold() for m in members if m.original_publisher}
+    originals = [m for m in members if m.source_name.casefold() in named]
+    pool = originals or list(members)
+    return min(pool, key=lambda m: (m.published_at, -m.priority, m.item_id))
+
+
+class StoryIndex:
+    """Signatures of recent items in an LSH index, to find a new item's candidates."""
+
+    def __init__(self, settings: ClusterSettings) -> None:
+        self.settings = settings
+        # The LSH finds candidates down to the lowest threshold; the exact check decides.
+        self._lsh = MinHashLSH(threshold=max(0.1, settings.threshold - 0.1), num_perm=NUM_PERM)
+        self._published: dict[int, datetime] = {}
+
+    def __len__(self) -> int:
+        return len(self._published)
+
+    def add(self, item_id: int, minhash: MinHash, published_at: datetime) -> None:
+        if item_id in self._published:
+            return
+        self._lsh.insert(item_id, minhash)
+        self._published[item_id] = published_at
+
+    def candidates(self, minhash: MinHash, published_at: datetime) -> list[int]:
+        """Items that may be the same story, published within the window of ``published_at``."""
+        window = self.settings.window
+        return sorted(
+            item_id
+            for item_id in self._lsh.query(minhash)
+            if abs(self._published[item_id] - published_at) <= window
+        )
