@@ -24,6 +24,8 @@ import numpy as np
 from datasketch import MinHash, MinHashLSH
 
 NUM_PERM = 128
+#: datasketch's 32-bit hashing scheme: stored signatures must be read with the same one.
+SCHEME = "affine32"
 _CJK = "\u2e80-\u9fff\uac00-\ud7af\uf900-\ufaff"
 _TOKEN = re.compile(rf"[{_CJK}]|[^\W{_CJK}]+", re.UNICODE)
 #: Words portals add around a repost; they say nothing about the story.
@@ -101,7 +103,7 @@ def shingles(title: str, text: str) -> frozenset[str]:
 
 
 def signature(shingle_set: Iterable[str]) -> MinHash:
-    minhash = MinHash(num_perm=NUM_PERM)
+    minhash = MinHash(num_perm=NUM_PERM, scheme=SCHEME)
     minhash.update_batch([s.encode("utf-8") for s in shingle_set])
     return minhash
 
@@ -111,7 +113,8 @@ def signature_bytes(minhash: MinHash) -> bytes:
 
 
 def signature_from_bytes(data: bytes) -> MinHash:
-    return MinHash(num_perm=NUM_PERM, hashvalues=np.frombuffer(data, dtype=np.uint32))
+    values = np.frombuffer(data, dtype=np.uint32)
+    return MinHash(num_perm=NUM_PERM, hashvalues=values, scheme=SCHEME)
 
 
 def jaccard(a: frozenset[str], b: frozenset[str]) -> float:

@@ -16,6 +16,7 @@ import types
 import typing
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 from urllib.parse import urlsplit
@@ -34,6 +35,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from aggregator import __version__
+from aggregator.cluster import ClusterSettings
 from aggregator.errors import ConfigError, ConfigProblem
 from aggregator.rules import RuleError, parse_expression, parse_term
 
@@ -257,6 +259,27 @@ class ScheduleSettings(_Model):
     unconditional_every: Duration = 86400.0
 
 
+class ClusterConfig(_Model):
+    """Near-duplicate stories across sources; see ``aggregator.cluster``."""
+
+    #: Jaccard similarity of word pairs (character pairs in Chinese) from which two items
+    #: are one story.
+    threshold: float = Field(default=0.45, gt=0, le=1)
+    #: Only items published this close together can be one story.
+    window: Duration = 14 * 86400.0
+    #: Texts with fewer shingles than this need threshold + short_text_margin.
+    short_text: int = Field(default=12, ge=0)
+    short_text_margin: float = Field(default=0.2, ge=0, le=1)
+
+    def settings(self) -> ClusterSettings:
+        return ClusterSettings(
+            threshold=self.threshold,
+            window=timedelta(seconds=self.window),
+            short_text=self.short_text,
+            short_text_margin=self.short_text_margin,
+        )
+
+
 class LoggingSettings(_Model):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     #: "text" for people, "json" (one object per line) for log collectors.
@@ -298,6 +321,7 @@ class Settings(_Model):
     topics_file: NonEmptyStr = DEFAULT_TOPICS_FILE
     fetch: FetchSettings = FetchSettings()
     schedule: ScheduleSettings = ScheduleSettings()
+    cluster: ClusterConfig = ClusterConfig()
     logging: LoggingSettings = LoggingSettings()
     status: StatusSettings = StatusSettings()
 
@@ -433,6 +457,8 @@ class SourceConfig(_Model):
     #: Zone of dates the feed writes without one (e.g. Chinese portals: Asia/Shanghai).
     timezone: TimeZoneName = "UTC"
     enabled: bool = True
+    #: Breaks ties when two sources first reported a story at the same time (higher wins).
+    priority: int = 0
     #: Scraping rules, for ``type: html`` only.
     html: HtmlRules | None = None
 

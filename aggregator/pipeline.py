@@ -20,6 +20,17 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from aggregator.categorize import CompiledTopic, categorize, compile_topics
+from aggregator.cluster import (
+    ClusterSettings,
+    Member,
+    StoryIndex,
+    primary,
+    same_story,
+    shingles,
+    signature,
+    signature_bytes,
+    signature_from_bytes,
+)
 from aggregator.config import AppConfig, SourceConfig
 from aggregator.curate import recategorize, rules_changed
 from aggregator.dedupe import Action, decide
@@ -62,6 +73,7 @@ def run_cycle(
     due_only: bool = False,
     stop: threading.Event | None = None,
     rng: random.Random | None = None,
+    stories: StoryIndex | None = None,
 ) -> CycleReport:
     """Poll the enabled sources (only those due, if ``due_only``), store what is new,
     and republish every topic. ``stop`` ends the cycle after the current source."""
@@ -69,6 +81,10 @@ def run_cycle(
     rng = rng or random.Random()
     fetcher = fetcher or Fetcher(config.settings.fetch, config.user_agent)
     topics = compile_topics(config.topics, config.rule_sets)
+    cluster_settings = config.settings.cluster.settings()
+    if stories is None or stories.settings != cluster_settings:
+        stories = load_story_index(storage, cluster_settings, now)
+    shared = _Shared(topics=topics, stories=stories)
 
     with storage.transaction() as tx:
         tx.sync_sources(config.sources)
@@ -99,7 +115,7 @@ def run_cycle(
                 "stop requested; %d sources left for the next cycle", len(polls) - len(reports)
             )
             break
-        reports.append(_ingest(config, storage, fetcher, topics, poll, result, now, rng))
+        reports.append(_ingest(config, storage, fetcher, shared, poll, result, now, rng))
 
     changed = any(r.new_items or r.updated_items for r in reports) or bool(
         recategorized and recategorized.changed
@@ -182,7 +198,7 @@ def _ingest(
     config: AppConfig,
     storage: Storage,
     fetcher: Fetcher,
-    topics: Sequence[CompiledTopic],
+    shared: _Shared,
     poll: _Poll,
     result: FetchResult,
     now: datetime,
@@ -215,7 +231,7 @@ def _ingest(
     if not poll.request.is_local:
         update = replace(update, host=host_of(poll.request.url))
     with storage.transaction() as tx:
-        stored = _store_items(tx, topics, items, now, source.name)
+        stored = _store_items(tx, shared, items, now, source.name)
         tx.record_poll(update, now)
 
     log.log(
@@ -298,19 +314,60 @@ def _normalize(
     return items
 
 
+@dataclass(frozen=True, slots=True)
+class _Shared:
+    """What every source's ingest in one cycle works with."""
+
+    topics: tuple[CompiledTopic, ...]
+    stories: StoryIndex
+
+
+def load_story_index(storage: Storage, settings: ClusterSettings, now: datetime) -> StoryIndex:
+    """The LSH index of recent items, rebuilt from their persisted signatures."""
+    index = StoryIndex(settings)
+    for item_id, published, data in storage.signatures_since(now - settings.window * 2):
+        index.add(item_id, signature_from_bytes(data), published)
+    return index
+
+
+def _join_story(
+    tx: Transaction, stories: StoryIndex, item_id: int, item: Item, now: datetime
+) -> None:
+    """Near-duplicate check: join the most similar recent story, or found a new one."""
+    mine = shingles(item.title, item.summary_text)
+    minhash = signature(mine)
+    candidates = stories.candidates(minhash, item.published_at)
+    best: tuple[int, float, int] | None = None
+    for candidate, (title, text, story_id) in tx.item_texts(candidates).items():
+        same, similarity = same_story(mine, shingles(title, text), stories.settings)
+        if same and (best is None or similarity > best[1]):
+            best = (candidate, similarity, story_id)
+    tx.join_story(
+        item_id,
+        story_id=best[2] if best else None,
+        similarity=best[1] if best else None,
+        via=best[0] if best else None,
+        signature=signature_bytes(minhash),
+        now=now,
+    )
+    stories.add(item_id, minhash, item.published_at)
+
+
 def _store_items(
     tx: Transaction,
-    topics: Sequence[CompiledTopic],
+    shared: _Shared,
     items: Sequence[Item],
     now: datetime,
     source_name: str = "",
 ) -> _Stored:
+    topics = shared.topics
     new = updated = 0
     for item in items:
         decision = decide(item, tx.known_items(item.keys))
         if decision.action is Action.INSERT:
             item_id = tx.insert_item(item, now)
             tx.set_topics(item_id, categorize(item, topics, source_name))
+            _join_story(tx, shared.stories, item_id, item, now)
             new += 1
             continue
         assert decision.item_id is not None
@@ -359,14 +416,20 @@ def publish_stored(config: AppConfig, storage: Storage) -> PublishResult:
 
 
 def _feeds(config: AppConfig, storage: Storage) -> list[FeedSpec]:
-    """Every topic feed and the ``all`` feed, each fairly capped per source."""
+    """Every topic feed and the ``all`` feed: one entry per story, fairly capped."""
     settings = config.settings
     # Read more than a feed shows, so the per-source cap still leaves a full feed.
     depth = settings.items_per_feed * 5
+    priorities = {s.id: s.priority for s in config.sources}
 
-    def fair(candidates: list[StoredItem]) -> tuple[StoredItem, ...]:
+    def fair(slug: str | None) -> tuple[StoredItem, ...]:
+        entries = [
+            story_entry(pid, members, priorities)
+            for pid, members in storage.story_groups(slug, depth)
+        ]
+        entries.sort(key=lambda e: (e.published_at, e.item_id), reverse=True)
         return fair_selection(
-            candidates, limit=settings.items_per_feed, per_source_cap=settings.per_source_cap
+            entries, limit=settings.items_per_feed, per_source_cap=settings.per_source_cap
         )
 
     feeds = [
@@ -374,7 +437,7 @@ def _feeds(config: AppConfig, storage: Storage) -> list[FeedSpec]:
             slug=topic.slug,
             title=topic.title,
             description=topic.description or f"{topic.title}: textile-industry news",
-            items=fair(storage.items_for_topic(topic.slug, depth)),
+            items=fair(topic.slug),
         )
         for topic in config.topics
     ]
@@ -383,10 +446,41 @@ def _feeds(config: AppConfig, storage: Storage) -> list[FeedSpec]:
             slug="all",
             title="All topics",
             description="Every item of every topic, newest first.",
-            items=fair(storage.newest_items(depth)),
+            items=fair(None),
         )
     )
     return feeds
+
+
+def story_entry(
+    public_id: str, members: Sequence[StoredItem], priorities: dict[str, int]
+) -> StoredItem:
+    """One feed entry for a story: its primary item, under the story's id, naming the
+    other reports; its topics are those of any member."""
+    by_id = {m.item_id: m for m in members}
+    chosen = primary(
+        [
+            Member(
+                item_id=m.item_id,
+                published_at=m.published_at,
+                source_name=m.sources[0].name if m.sources else "",
+                original_publisher=m.original_publisher,
+                priority=priorities.get(m.sources[0].source_id, 0) if m.sources else 0,
+            )
+            for m in members
+        ]
+    )
+    lead = by_id[chosen.item_id]
+    carried = {ref.source_id for ref in lead.sources}
+    related = [
+        replace(ref, link=other.link or ref.link)
+        for other in members
+        if other.item_id != lead.item_id
+        for ref in other.sources[:1]
+        if ref.source_id not in carried
+    ]
+    topics = sorted({slug for m in members for slug in m.topics})
+    return replace(lead, public_id=public_id, topics=tuple(topics), related=tuple(related))
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,8 +10,8 @@ formats: Atom ``<source>`` (title, link, id, updated), RSS ``<source url>``, JSO
 
 feedgen traps handled here: the RSS ``<channel><link>`` is the *last* link added,
 whatever its rel; feedgen writes Atom ``<source>`` without the ``id`` and ``updated``
-RFC 4287 expects; RSS gets only one ``atom:link`` (self), so the hub link is added
-after rendering.
+RFC 4287 expects; it drops the rel of entry links; RSS gets only one ``atom:link``
+(self), so the hub link is added after rendering.
 """
 
 from __future__ import annotations
@@ -99,6 +99,12 @@ def render_atom(spec: FeedSpec, *, settings: Settings, titles: dict[str, str]) -
     root = etree.fromstring(document)
     # RFC 4287 4.2.11: atom:source should keep the source feed's id and updated.
     for element, item in zip(root.findall(f"{{{ATOM_NS}}}entry"), spec.items, strict=True):
+        # feedgen drops rel/title of entry links (it reads them off the new XML element):
+        # the first link is the alternate, the others are the story's other reports.
+        links = element.findall(f"{{{ATOM_NS}}}link")
+        for link, ref in zip(links[1:], item.related, strict=True):
+            link.set("rel", "related")
+            link.set("title", ref.name)
         source = element.find(f"{{{ATOM_NS}}}source")
         if source is not None and item.sources:
             etree.SubElement(source, f"{{{ATOM_NS}}}id").text = source_feed(
@@ -143,6 +149,7 @@ def _json_item(item: StoredItem, settings: Settings, titles: dict[str, str]) -> 
             "about": "https://github.com/textile-feeds/textile-feeds#json-feed-extension",
             "source": _json_source(primary, settings),
             "also_carried_by": [_json_source(ref, settings) for ref in item.sources[1:]],
+            "also_reported_by": [_json_source(ref, settings) for ref in item.related],
             "original_publisher": item.original_publisher,
             "topics": list(item.topics),
         }
@@ -184,6 +191,8 @@ def _generator(
         entry.guid(item.public_id, permalink=False)
         entry.title(item.title or "(untitled)")
         entry.link(href=entry_link(item, settings), rel="alternate")
+        for ref in item.related:  # the same story as other sources told it
+            entry.link(href=ref.link or source_home(ref, settings), rel="related", title=ref.name)
         entry.published(item.published_at)
         entry.updated(item.updated_at)
         # summary(type="html"), not description(): feedgen turns HTML given to
@@ -237,6 +246,8 @@ def summary_with_attribution(item: StoredItem, settings: Settings) -> str:
             line = f"Source: {publisher} via {named_link(item.sources[0])}"
         if len(item.sources) > 1:
             line += ". Also carried by: " + ", ".join(map(named_link, item.sources[1:]))
+        if item.related:
+            line += ". Also reported by: " + ", ".join(map(named_link, item.related))
         parts.append(f"<p>{line}</p>")
     return "\n".join(parts)
 
