@@ -348,6 +348,17 @@ def explain(ctx: click.Context, config_dir: Path | None, url: str) -> None:
         click.echo(f"{line}  hits: {_hits(verdict.hits)}")
         for reason in reasons:
             click.echo(f"    {reason}")
+    members = found.story
+    click.echo(f"story {found.story_public_id}: {len(members)} report(s)")
+    for member in members:
+        mark = "*" if member.item_id == found.item_id else " "
+        how = (
+            "founded the story"
+            if member.similarity is None
+            else f"joined at similarity {member.similarity:.2f} via item {member.via}"
+        )
+        click.echo(f" {mark} item {member.item_id} [{member.item.source_id}] "
+                   f"{member.item.title[:70]}: {how}")  # fmt: skip
 
 
 @cli.command()

@@ -105,10 +105,23 @@ def preview(config: AppConfig, storage: Storage, slug: str, *, now: datetime) ->
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class StoryMember:
+    item_id: int
+    item: Item
+    #: Jaccard similarity it joined the story with, and through which member (None for
+    #: the member that founded the story).
+    similarity: float | None
+    via: int | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Explanation:
+    item_id: int
     item: Item
     current_topics: tuple[str, ...]
     verdicts: tuple[TopicVerdict, ...]
+    story_public_id: str | None = None
+    story: tuple[StoryMember, ...] = ()
 
 
 def explain(config: AppConfig, storage: Storage, url: str) -> Explanation | None:
@@ -117,11 +130,19 @@ def explain(config: AppConfig, storage: Storage, url: str) -> Explanation | None
     found = storage.item_by_link(link) if link else None
     if found is None:
         return None
-    _item_id, item, current = found
+    item_id, item, current = found
     names = {s.id: s.name for s in config.sources}
     topics = compile_topics(config.topics, config.rule_sets)
+    story = storage.story_of(item_id)
+    members = storage.story_members(story[0]) if story else []
     return Explanation(
+        item_id=item_id,
         item=item,
         current_topics=current,
         verdicts=tuple(judge(item, t, names.get(item.source_id, "")) for t in topics),
+        story_public_id=story[1] if story else None,
+        story=tuple(
+            StoryMember(item_id=i, item=member, similarity=similarity, via=via)
+            for i, member, similarity, via in members
+        ),
     )

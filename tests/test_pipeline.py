@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -320,3 +321,44 @@ def test_retry_after_holds_back_only_its_own_host(
     assert outcomes["down"] is FetchOutcome.DEFERRED  # also 127.0.0.1
     assert outcomes["wire"] is FetchOutcome.NOT_MODIFIED  # localhost: polled as usual
     assert [h.path for h in server.hits] == ["/wire.atom"]
+
+
+REPOST = b"""<?xml version="1.0"?><rss version="2.0"><channel><title>Repost Portal</title>
+<link>https://repost.example.cn/</link><description>x</description>
+<item><title>Local Hot Spot: Qinghe Cashmere Town Named National Demonstration Park</title>
+<link>https://repost.example.cn/global/en/77{n}.html</link><guid>77{n}</guid>
+<description>The cashmere cluster in Hebei joins the list of creative design
+demonstration parks. (source: Hebei Daily)</description>
+<pubDate>Thu, 26 Nov 2026 0{n}:00:00 GMT</pubDate></item></channel></rss>"""
+
+
+def test_reposts_join_one_story_with_a_stable_entry(
+    setup: tuple[AppConfig, Storage, FeedServer],
+) -> None:
+    config, storage, server = setup
+    run_cycle(config, storage)
+    (before,) = read(config, "parks.atom").entries
+    # A portal reposts the story under a new headline; the daemon restarts in between,
+    # so the index is rebuilt from the persisted signatures.
+    server.routes["/repost.rss"] = Route(body=REPOST.replace(b"{n}", b"1"))
+    sources = (config.config_dir / "sources.yaml").read_text() + (
+        f"  - id: repost\n    name: Repost Portal\n    url: {server.url('/repost.rss')}\n"
+    )
+    (config.config_dir / "sources.yaml").write_text(sources)
+    config = load_config(config.config_dir)
+    reopened = Storage.open_sqlite(config.database_path)
+    report = run_cycle(config, reopened)
+    assert report.new_items == 1
+    for name in ("parks.atom", "parks.rss"):
+        (entry,) = read(config, name).entries  # still one entry for the story
+        assert entry.id == before.id  # the story keeps the first report's id
+        assert entry.published_parsed == before.published_parsed  # no resurfacing
+        repost = '<a href="https://repost.example.cn/global/en/771.html">Repost Portal</a>'
+        assert f"Also reported by: {repost}" in entry.summary
+    atom = read(config, "parks.atom").entries[0]
+    assert [link.href for link in atom.links if link.rel == "related"] == [
+        "https://repost.example.cn/global/en/771.html"
+    ]
+    feed = json.loads((config.output_dir / "parks.json").read_text(encoding="utf-8"))
+    assert feed["items"][0]["_textile_feeds"]["also_reported_by"][0]["name"] == "Repost Portal"
+    reopened.close()

@@ -252,6 +252,18 @@ class Storage:
         with _storage_errors("reading signatures"), self._engine.connect() as connection:
             return [(i, _from_db_required(p), bytes(s)) for i, p, s in connection.execute(query)]
 
+    def story_of(self, item_id: int) -> tuple[int, str] | None:
+        """The story an item belongs to: (story id, public id)."""
+        items, stories = self._t["items"], self._t["stories"]
+        query = (
+            sa.select(stories.c.id, stories.c.public_id)
+            .join(items, items.c.story_id == stories.c.id)
+            .where(items.c.id == item_id)
+        )
+        with _storage_errors("reading stories"), self._engine.connect() as connection:
+            row = connection.execute(query).first()
+        return (row.id, row.public_id) if row else None
+
     def story_members(self, story_id: int) -> list[tuple[int, Item, float | None, int | None]]:
         """A story's members: (item id, item, similarity it joined with, via which item)."""
         items = self._t["items"]

@@ -1,0 +1,114 @@
+"""cluster: shingles, the same-story decision, primary choice, the LSH index window."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from aggregator.cluster import (
+    ClusterSettings,
+    Member,
+    StoryIndex,
+    primary,
+    same_story,
+    shingles,
+    signature,
+    signature_bytes,
+    signature_from_bytes,
+    tokens,
+)
+
+NOW = datetime(2026, 11, 26, tzinfo=UTC)
+SETTINGS = ClusterSettings()
+
+
+def test_tokens_split_latin_words_and_chinese_characters() -> None:
+    assert tokens("ICE Cotton 棉花期货, source: Reuters") == [
+        "ice",
+        "cotton",
+        "棉",
+        "花",
+        "期",
+        "货",
+        "reuters",
+    ]
+
+
+def test_shingles_are_adjacent_pairs_without_boilerplate() -> None:
+    assert shingles("Cotton prices rise", "") == frozenset({"cotton prices", "prices rise"})
+    assert "棉 花" in shingles("郑州棉花", "")
+
+
+def test_repost_with_prefix_and_boilerplate_is_the_same_story() -> None:
+    a = shingles(
+        "Karl Mayer unveils warp knitting machine",
+        "The machine detects faults with a camera and stops before a defect spreads.",
+    )
+    b = shingles(
+        "Global Observation: Karl Mayer Unveils Warp Knitting Machine",
+        "The machine detects faults with a camera and stops before a defect spreads. "
+        "Click here to subscribe.",
+    )
+    same, similarity = same_story(a, b, SETTINGS)
+    assert same and similarity > 0.7
+
+
+def test_different_weekly_reports_are_different_stories() -> None:
+    a = shingles(
+        "Weekly cotton report: ICE futures rose to 71.4 cents",
+        "ICE cotton futures rose 1.8 cents to 71.4 cents a pound in the week to November 21.",
+    )
+    b = shingles(
+        "Weekly cotton report: ICE futures fell to 69.6 cents",
+        "ICE cotton futures fell 1.1 cents to 69.6 cents a pound in the week to November 14.",
+    )
+    assert not same_story(a, b, SETTINGS)[0]
+
+
+def test_short_texts_need_more_evidence() -> None:
+    a, b = shingles("Cotton prices rise in Asia", ""), shingles("Cotton prices rise in India", "")
+    similarity = same_story(a, b, ClusterSettings(short_text_margin=0))[1]
+    assert same_story(a, b, ClusterSettings(threshold=similarity, short_text_margin=0))[0]
+    assert not same_story(a, b, ClusterSettings(threshold=similarity))[0]  # margin applies
+
+
+def test_primary_is_the_original_publisher_then_the_earliest_then_priority() -> None:
+    portal = Member(
+        item_id=1, published_at=NOW, source_name="Portal", original_publisher="Hebei Daily"
+    )
+    paper = Member(
+        item_id=2,
+        published_at=NOW + timedelta(hours=3),
+        source_name="Hebei Daily",
+        original_publisher=None,
+    )
+    other = Member(
+        item_id=3,
+        published_at=NOW - timedelta(hours=1),
+        source_name="Other",
+        original_publisher=None,
+    )
+    assert primary([portal, paper, other]) == paper  # named as the original: first
+    assert primary([portal, other]) == other  # else the earliest
+    tied = Member(
+        item_id=4,
+        published_at=other.published_at,
+        source_name="Trusted",
+        original_publisher=None,
+        priority=5,
+    )
+    assert primary([other, tied]) == tied  # ties: the higher priority
+
+
+def test_signatures_round_trip_and_the_index_keeps_to_its_window() -> None:
+    text = shingles(
+        "Lenzing expands lyocell capacity in Thailand", "A second lyocell line at Prachinburi."
+    )
+    minhash = signature(text)
+    restored = signature_from_bytes(signature_bytes(minhash))
+    assert restored.jaccard(minhash) == 1.0
+    assert len(signature_bytes(minhash)) == 512
+    index = StoryIndex(SETTINGS)
+    index.add(1, minhash, NOW)
+    index.add(2, restored, NOW - timedelta(days=30))
+    assert index.candidates(minhash, NOW + timedelta(days=2)) == [1]
+    assert index.candidates(minhash, NOW - timedelta(days=25)) == [2]
