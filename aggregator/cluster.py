@@ -173,6 +173,15 @@ class StoryIndex:
         self._lsh.insert(item_id, minhash)
         self._published[item_id] = published_at
 
+    def prune(self, older_than: datetime) -> int:
+        """Forget items published before ``older_than`` (nothing new can join them), so a
+        daemon running for months holds only recent signatures. Returns how many."""
+        old = [item_id for item_id, published in self._published.items() if published < older_than]
+        for item_id in old:
+            self._lsh.remove(item_id)
+            del self._published[item_id]
+        return len(old)
+
     def candidates(self, minhash: MinHash, published_at: datetime) -> list[int]:
         """Items that may be the same story, published within the window of ``published_at``."""
         window = self.settings.window

@@ -84,6 +84,7 @@ def run_cycle(
     cluster_settings = config.settings.cluster.settings()
     if stories is None or stories.settings != cluster_settings:
         stories = load_story_index(storage, cluster_settings, now)
+    stories.prune(now - cluster_settings.window * 2)
     shared = _Shared(topics=topics, stories=stories)
 
     with storage.transaction() as tx:
@@ -123,7 +124,7 @@ def run_cycle(
     # The daemon looks for due sources every minute; re-render only when something
     # changed (or an output file went missing), a one-shot run always re-renders.
     publish = not due_only or changed or _output_missing(config)
-    return _report(config, storage, tuple(reports), publish=publish)
+    return replace(_report(config, storage, tuple(reports), publish=publish), stories=stories)
 
 
 @dataclass(frozen=True, slots=True)

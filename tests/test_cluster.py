@@ -112,3 +112,14 @@ def test_signatures_round_trip_and_the_index_keeps_to_its_window() -> None:
     index.add(2, restored, NOW - timedelta(days=30))
     assert index.candidates(minhash, NOW + timedelta(days=2)) == [1]
     assert index.candidates(minhash, NOW - timedelta(days=25)) == [2]
+
+
+def test_old_items_leave_the_index() -> None:
+    """A daemon running for months must not keep every signature it ever saw."""
+    index = StoryIndex(SETTINGS)
+    minhash = signature(shingles("Cotton prices rise", "in Asia"))
+    index.add(1, minhash, NOW - timedelta(days=40))
+    index.add(2, minhash, NOW)
+    assert index.prune(NOW - timedelta(days=28)) == 1
+    assert len(index) == 1
+    assert index.candidates(minhash, NOW) == [2]
