@@ -17,11 +17,13 @@ import itertools
 import re
 import unicodedata
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 import numpy as np
 from datasketch import MinHash, MinHashLSH
+
+from aggregator.models import StoredItem
 
 NUM_PERM = 128
 #: datasketch's 32-bit hashing scheme: stored signatures must be read with the same one.
@@ -190,3 +192,34 @@ class StoryIndex:
             for item_id in self._lsh.query(minhash)
             if abs(self._published[item_id] - published_at) <= window
         )
+
+
+def story_entry(
+    public_id: str, members: Sequence[StoredItem], priorities: dict[str, int]
+) -> StoredItem:
+    """One feed entry for a story: its primary item, under the story's id, naming the
+    other reports; its topics are those of any member."""
+    by_id = {m.item_id: m for m in members}
+    chosen = primary(
+        [
+            Member(
+                item_id=m.item_id,
+                published_at=m.published_at,
+                source_name=m.sources[0].name if m.sources else "",
+                original_publisher=m.original_publisher,
+                priority=priorities.get(m.sources[0].source_id, 0) if m.sources else 0,
+            )
+            for m in members
+        ]
+    )
+    lead = by_id[chosen.item_id]
+    carried = {ref.source_id for ref in lead.sources}
+    related = [
+        replace(ref, link=other.link or ref.link)
+        for other in members
+        if other.item_id != lead.item_id
+        for ref in other.sources[:1]
+        if ref.source_id not in carried
+    ]
+    topics = sorted({slug for m in members for slug in m.topics})
+    return replace(lead, public_id=public_id, topics=tuple(topics), related=tuple(related))
