@@ -2,8 +2,8 @@
 
 For each topic, in this order:
   1. ``sources``: only items from the listed sources can enter;
-  2. ``exclude`` terms are looked for, then masked out of the text, so 棉花糖 (candy
-     floss) is gone before 棉花 (cotton) is looked for; any exclude hit vetoes;
+  2. ``exclude`` terms are looked for first: any exclude hit vetoes, so 棉花糖 (candy
+     floss) never counts as 棉花 (cotton);
   3. ``include`` terms score: each term counts once, in its best field, as field
      weight x term weight (a title hit counts more than a body hit); the item needs
      ``threshold``;
@@ -21,7 +21,16 @@ from dataclasses import dataclass
 
 from aggregator.config import RuleSet, TermSpec, TopicConfig
 from aggregator.models import Item, TermHit, TopicMatch
-from aggregator.rules import FIELDS, Node, Term, evaluate, parse_expression, parse_term
+from aggregator.rules import (
+    FIELDS,
+    FieldText,
+    Node,
+    Term,
+    evaluate,
+    index_fields,
+    parse_expression,
+    parse_term,
+)
 
 
 def _compile(spec: TermSpec) -> Term:
@@ -95,14 +104,26 @@ def item_fields(item: Item, source_name: str = "") -> dict[str, str]:
     }
 
 
-def judge(item: Item, topic: CompiledTopic, source_name: str = "") -> TopicVerdict:
-    """The full reasoning of one topic about one item."""
-    fields = item_fields(item, source_name)
+def judge(
+    item: Item,
+    topic: CompiledTopic,
+    source_name: str = "",
+    fields: Mapping[str, FieldText] | None = None,
+) -> TopicVerdict:
+    """The full reasoning of one topic about one item (``fields``: the item's indexed
+    fields, when the caller judges it for several topics)."""
+    if fields is None:
+        fields = index_fields(item_fields(item, source_name))
     source_excluded = bool(topic.sources) and item.source_id not in topic.sources
     vetoes = _hits(topic.exclude, fields, topic.weights)
-    masked = dict(fields)
-    for term in topic.exclude:
-        masked = {name: term.mask(text) for name, text in masked.items()}
+    if vetoes:
+        # Excludes come first: the item is out, and nothing inside an exclude phrase (棉花
+        # inside 棉花糖) is reported as a hit.
+        return TopicVerdict(
+            slug=topic.slug, belongs=False, score=0.0, threshold=topic.threshold, hits=(),
+            vetoes=vetoes, missing_all_of=(), expression=None, source_excluded=source_excluded,
+        )  # fmt: skip
+    masked = fields
     hits = _hits(topic.include, masked, topic.weights)
     best: dict[str, float] = {}
     for hit in hits:
@@ -146,9 +167,10 @@ def categorize(
     item: Item, topics: Sequence[CompiledTopic], source_name: str = ""
 ) -> tuple[TopicMatch, ...]:
     """Every topic ``item`` belongs to, with the terms that put it there."""
+    fields = index_fields(item_fields(item, source_name))
     matches = []
     for topic in topics:
-        verdict = judge(item, topic, source_name)
+        verdict = judge(item, topic, source_name, fields)
         if verdict.belongs:
             matches.append(TopicMatch(slug=topic.slug, hits=verdict.hits))
     return tuple(matches)
@@ -159,7 +181,7 @@ def _hit(term: Term, field: str, weights: Mapping[str, float]) -> TermHit:
 
 
 def _hits(
-    terms: Sequence[Term], fields: Mapping[str, str], weights: Mapping[str, float]
+    terms: Sequence[Term], fields: Mapping[str, FieldText], weights: Mapping[str, float]
 ) -> tuple[TermHit, ...]:
     return tuple(
         _hit(term, name, weights)

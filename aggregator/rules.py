@@ -37,7 +37,7 @@ TEXT_FIELDS = ("title", "summary", "category")
 REGEX_TIMEOUT_SECONDS = 0.05
 
 # Characters that continue a Latin word; \w would also swallow CJK text next to a term.
-_WORD_CHAR = r"0-9A-Za-z\u00C0-\u024F"
+_WORD = re.compile(r"[0-9A-Za-z\u00C0-\u024F]+")
 _CJK = re.compile(r"[\u2E80-\u9FFF\uAC00-\uD7AF\uF900-\uFAFF]")
 _FIELD_PREFIX = re.compile(rf"^({'|'.join(FIELDS)}):(?!//)")
 
@@ -50,6 +50,30 @@ class RuleError(ValueError):
         super().__init__(f"column {column}: {message}" if column else message)
 
 
+class FieldText:
+    """One field of an item, indexed once for every term of every topic.
+
+    Matching a term against the text is a dictionary lookup of its first word and a check
+    of the words after it, not a regular-expression scan: 700 terms against 12 topics cost
+    19 ms an item as regexes and well under 1 ms this way (see the README design notes)."""
+
+    __slots__ = ("_index", "lower", "text")
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.lower = text.lower()
+        self._index: dict[bool, tuple[list[str], dict[str, list[int]]]] = {}
+
+    def words(self, case_sensitive: bool) -> tuple[list[str], dict[str, list[int]]]:
+        if case_sensitive not in self._index:
+            words = _WORD.findall(self.text if case_sensitive else self.lower)
+            positions: dict[str, list[int]] = {}
+            for position, word in enumerate(words):
+                positions.setdefault(word, []).append(position)
+            self._index[case_sensitive] = (words, positions)
+        return self._index[case_sensitive]
+
+
 @dataclass(frozen=True, slots=True)
 class Term:
     """One compiled term."""
@@ -57,35 +81,48 @@ class Term:
     text: str
     field: str | None
     weight: float
-    pattern: regex.Pattern[str] | re.Pattern[str]
-    is_regex: bool = False
+    #: Latin terms: their words (lower-cased unless case-sensitive).
+    words: tuple[str, ...] = ()
+    case_sensitive: bool = False
+    #: Whether a plural "s"/"es" on the last word still matches.
+    plural: bool = False
+    #: CJK terms: the substring to find (lower-cased).
+    substring: str | None = None
+    #: Regular-expression terms.
+    pattern: regex.Pattern[str] | None = None
 
-    def fields_hit(self, fields: Mapping[str, str]) -> list[str]:
+    def fields_hit(self, fields: Mapping[str, FieldText]) -> list[str]:
         names = (self.field,) if self.field else TEXT_FIELDS
-        return [name for name in names if self.search(fields.get(name, ""))]
+        return [name for name in names if name in fields and self.search(fields[name])]
 
-    def search(self, text: str) -> bool:
-        if not text:
+    def search(self, field: FieldText) -> bool:
+        if not field.text:
             return False
-        if self.is_regex:
+        if self.pattern is not None:
             try:
-                return self.pattern.search(text, timeout=REGEX_TIMEOUT_SECONDS) is not None  # type: ignore[call-overload]
+                found = self.pattern.search(field.text, timeout=REGEX_TIMEOUT_SECONDS)
+                return found is not None
             except TimeoutError:
                 return False  # a runaway pattern never hangs a poll
-        return self.pattern.search(text) is not None
+        if self.substring is not None:
+            return self.substring in field.lower
+        return self._has_phrase(field)
 
-    def mask(self, text: str) -> str:
-        """``text`` with every occurrence blanked out (excludes are masked first)."""
-        if not text:
-            return text
-        if self.is_regex:
-            try:
-                return self.pattern.sub(  # type: ignore[call-overload]
-                    lambda m: "\0" * len(m.group()), text, timeout=REGEX_TIMEOUT_SECONDS
-                )
-            except TimeoutError:
-                return text
-        return self.pattern.sub(lambda m: "\0" * len(m.group()), text)
+    def _has_phrase(self, field: FieldText) -> bool:
+        words, positions = field.words(self.case_sensitive)
+        first, last, size = self.words[0], self.words[-1], len(self.words)
+        endings = (last, last + "s", last + "es") if self.plural else (last,)
+        if size == 1:
+            return any(ending in positions for ending in endings)
+        for start in positions.get(first, ()):
+            end = start + size - 1
+            if (
+                end < len(words)
+                and words[end] in endings
+                and all(words[start + i] == self.words[i] for i in range(1, size - 1))
+            ):
+                return True
+        return False
 
 
 def parse_term(spec: str | Mapping[str, object]) -> Term:
@@ -109,25 +146,23 @@ def parse_term(spec: str | Mapping[str, object]) -> Term:
     weight = float(options.get("weight", 1.0))  # type: ignore[arg-type]
     if weight <= 0:
         raise RuleError("weight must be greater than zero")
-    flags = 0 if case_sensitive else re.IGNORECASE
+    label = f"{field}:{text}" if field else text
     if is_regex:
         try:
-            pattern: regex.Pattern[str] | re.Pattern[str] = regex.compile(text, flags)
+            pattern = regex.compile(text, 0 if case_sensitive else regex.IGNORECASE)
         except regex.error as exc:
             raise RuleError(f"invalid regular expression {text!r}: {exc}") from None
-    else:
-        pattern = re.compile(_word_pattern(text), flags)
-    label = f"{field}:{text}" if field else text
-    return Term(text=label, field=field, weight=weight, pattern=pattern, is_regex=is_regex)
-
-
-def _word_pattern(term: str) -> str:
-    if _CJK.search(term):
-        return re.escape(term)
-    words = [re.escape(word) for word in term.split()]
-    body = r"[\s\-]+".join(words)  # "knitting machine" also finds "knitting-machine"
-    plural = "(?:e?s)?" if term[-1:].isalpha() else ""
-    return rf"(?<![{_WORD_CHAR}]){body}{plural}(?![{_WORD_CHAR}])"
+        return Term(text=label, field=field, weight=weight, pattern=pattern)
+    if _CJK.search(text):
+        return Term(text=label, field=field, weight=weight, substring=text.lower())
+    # Words of Latin text; "knitting machine" also finds "knitting-machine".
+    words = tuple(_WORD.findall(text if case_sensitive else text.lower()))
+    if not words:
+        raise RuleError(f"term {text!r} has no letters or digits")
+    return Term(
+        text=label, field=field, weight=weight, words=words, case_sensitive=case_sensitive,
+        plural=text[-1:].isalpha(),
+    )  # fmt: skip
 
 
 # --- expressions ------------------------------------------------------------------------
@@ -235,7 +270,11 @@ def _not(tokens: list[tuple[str, str, int]], position: int, text: str) -> tuple[
     raise RuleError(f"expected a term, found {value!r}", column)
 
 
-def evaluate(node: Node, fields: Mapping[str, str], hits: list[tuple[Term, str]]) -> bool:
+def index_fields(fields: Mapping[str, str]) -> dict[str, FieldText]:
+    return {name: FieldText(text) for name, text in fields.items()}
+
+
+def evaluate(node: Node, fields: Mapping[str, FieldText], hits: list[tuple[Term, str]]) -> bool:
     """Whether ``node`` holds for ``fields``; terms that matched are appended to ``hits``
     (only those that count: a NOT's terms never do)."""
     if isinstance(node, Leaf):

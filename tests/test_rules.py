@@ -11,7 +11,14 @@ from aggregator.categorize import compile_topics, judge
 from aggregator.config import RuleSet, TopicConfig
 from aggregator.errors import ConfigError
 from aggregator.models import Item
-from aggregator.rules import RuleError, evaluate, parse_expression, parse_term
+from aggregator.rules import (
+    FieldText,
+    RuleError,
+    evaluate,
+    index_fields,
+    parse_expression,
+    parse_term,
+)
 from tests.conftest import write_config
 
 NOW = datetime(2026, 11, 26, tzinfo=UTC)
@@ -55,7 +62,7 @@ FIELDS = {"title": "Cotton futures rise in China", "summary": "fine china export
     ],
 )
 def test_expressions(expression: str, expected: bool) -> None:
-    assert evaluate(parse_expression(expression), FIELDS, []) is expected
+    assert evaluate(parse_expression(expression), index_fields(FIELDS), []) is expected
 
 
 @pytest.mark.parametrize(
@@ -129,7 +136,8 @@ def test_rule_sets_are_shared() -> None:
 
 def test_regex_terms_are_time_limited() -> None:
     term = parse_term("re:(a+)+$")
-    assert term.search("a" * 30 + "b") is False  # finishes (or times out) instead of hanging
+    # Finishes (or times out) instead of hanging:
+    assert term.search(FieldText("a" * 30 + "b")) is False
 
 
 def test_curator_mistakes_are_reported_with_lines(tmp_path: Path) -> None:
@@ -204,3 +212,24 @@ def test_unscoped_terms_do_not_search_the_source_name() -> None:
         [TopicConfig.model_validate({"slug": "t", "title": "T", "include": ["source:中国"]})]
     )[0]
     assert judge_with_name(item("义乌展销会开幕"), scoped, "中国纺织网 Texnet").belongs
+
+
+@pytest.mark.parametrize(
+    ("term", "text", "expected"),
+    [
+        ("industrial park", "Two industrial parks open", True),
+        ("industrial park", "Industrial parking rules", False),
+        ("knitting machine", "a knitting-machine maker", True),
+        ("box", "new boxes", True),  # plural "es"
+        ("Industry 4.0", "an Industry 4.0 programme", True),
+        ("Industry 4.0", "an Industry 4.01 programme", False),
+        ("H&M", "H&M opens stores", True),
+        ("PTA", "PTA价格上涨", True),  # a Latin word beside Chinese text
+        ("棉花", "郑州棉花期货", True),
+        ("5G工厂", "建设5g工厂", True),
+        ("wool", "woollen mills", False),
+        ("cotton price", "cotton, price", True),  # punctuation between the words
+    ],
+)
+def test_word_matching(term: str, text: str, expected: bool) -> None:
+    assert parse_term(term).search(FieldText(text)) is expected

@@ -1,0 +1,316 @@
+"""Throughput benchmark (not a test): polling cycles over N synthetic textile feeds.
+
+    python tests/benchmarks/bench_cycle.py --feeds 500 --latency 0.05
+
+Generates N realistic feeds (RSS 2.0, Atom and JSON Feed; English and Chinese; HTML
+descriptions; 20-150 KB; a share of stories reposted by a second source), serves them
+from a separate process on 127.0.0.1 with the given latency and ETag/Last-Modified
+support, then runs each case in a fresh process and prints wall seconds, CPU seconds
+(of the measured process only, not the server) and peak memory:
+
+  textile-feeds  cold      a cycle into an empty database
+  textile-feeds  steady    10% of feeds gained 2 items; the rest answer 304
+  textile-feeds  all-304   nothing changed
+  textile-feeds  publish   publishing every topic from the database
+  reader         cold / all-304   lemon24/reader update_feeds(workers=16), if installed
+  floor          cold / all-304   httpx.AsyncClient, 32 requests at once, no parsing
+
+and the ratios of textile-feeds to reader and to the floor, measured in the same run.
+All feeds are on one host here, so the per-host limit is raised to the global one; a
+real deployment spreads sources over many hosts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import multiprocessing
+import random
+import resource
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+PROJECT = Path(__file__).resolve().parents[2]
+EN_WORDS = (
+    "cotton wool cashmere yarn fabric mill spinner exports prices futures textile garment "
+    "factory brand retailer cluster park machinery loom knitting dyeing polyester viscose "
+    "nonwovens recycled orders demand supply Bangladesh Vietnam India China Keqiao Qinghe "
+    "rose fell new plant line capacity investment workers wage strike fair sustainability"
+).split()
+ZH_WORDS = list(
+    "棉花羊绒纺织服装面料出口价格工厂产业集群园区智能制造绿色发展品牌展会投资工人中国越南印度"
+)
+
+
+# --- the feeds ----------------------------------------------------------------------------
+
+
+def _words(rng: random.Random, zh: bool, count: int) -> str:
+    return ("" if zh else " ").join(rng.choices(ZH_WORDS if zh else EN_WORDS, k=count))
+
+
+def make_items(rng: random.Random, feed: int, count: int, start: datetime) -> list[dict[str, Any]]:
+    zh = feed % 5 == 0
+    items = []
+    for n in range(count):
+        paragraphs = "".join(
+            f"<p>{_words(rng, zh, rng.randint(30, 120))}</p>" for _ in range(rng.randint(1, 6))
+        )
+        items.append({
+            "id": f"{feed}-{n}",
+            "link": f"https://portal{feed}.example.com/news/{feed}-{n}.html",
+            "title": _words(rng, zh, 10 if zh else 9).capitalize(),
+            "html": paragraphs + '<p><img src="/img/x.jpg"> <a href="/more">more</a></p>',
+            "published": start - timedelta(minutes=37 * n + feed),
+        })  # fmt: skip
+    return items
+
+
+def render(feed: int, items: list[dict[str, Any]]) -> tuple[bytes, str]:
+    kind = ("rss", "atom", "json")[feed % 3]
+    if kind == "json":
+        doc = {"version": "https://jsonfeed.org/version/1.1", "title": f"Portal {feed}",
+               "items": [{"id": i["id"], "url": i["link"], "title": i["title"],
+                          "content_html": i["html"], "date_published": i["published"].isoformat()}
+                         for i in items]}  # fmt: skip
+        return json.dumps(doc).encode(), "application/feed+json"
+    esc = lambda t: t.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")  # noqa: E731
+    if kind == "rss":
+        body = "".join(
+            f"<item><title>{esc(i['title'])}</title><link>{i['link']}</link><guid>{i['id']}</guid>"
+            f"<pubDate>{format_datetime(i['published'])}</pubDate>"
+            f"<description><![CDATA[{i['html']}]]></description></item>"
+            for i in items
+        )
+        doc = f'<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>Portal {feed}</title><link>https://portal{feed}.example.com/</link><description>news</description>{body}</channel></rss>'
+        return doc.encode(), "application/rss+xml"
+    body = "".join(
+        f'<entry><title>{esc(i["title"])}</title><link href="{i["link"]}"/><id>urn:x:{i["id"]}</id>'
+        f'<updated>{i["published"].isoformat()}</updated><content type="html">{esc(i["html"])}</content></entry>'
+        for i in items
+    )
+    doc = f'<?xml version="1.0" encoding="utf-8"?><feed xmlns="http://www.w3.org/2005/Atom"><title>Portal {feed}</title><id>urn:portal:{feed}</id><updated>2026-11-26T00:00:00Z</updated>{body}</feed>'
+    return doc.encode(), "application/atom+xml"
+
+
+def build_feeds(count: int, steady: bool) -> dict[str, tuple[bytes, str]]:
+    """Path -> (body, content type). ``steady``: 10% of feeds have 2 new items on top."""
+    rng = random.Random(1)
+    start = datetime(2026, 11, 25, tzinfo=UTC)
+    feeds: dict[int, list[dict[str, Any]]] = {
+        feed: make_items(rng, feed, 45, start) for feed in range(count)
+    }
+    for feed in range(0, count, 7):  # a share of stories reposted by a neighbour portal
+        neighbour = (feed + 1) % count
+        feeds[neighbour][3] = dict(feeds[feed][2], id=f"{neighbour}-repost")
+    if steady:
+        for feed in range(0, count, 10):
+            feeds[feed] = (
+                make_items(random.Random(feed + 10**6), feed, 2, start + timedelta(hours=2))
+                + feeds[feed]
+            )
+    return {f"/feed/{feed}": render(feed, items) for feed, items in feeds.items()}
+
+
+# --- the server (its own process, so its CPU is not counted) ------------------------------
+
+
+def serve(port_out: Any, count: int, latency: float, phase: Any) -> None:
+    bodies = {False: build_feeds(count, steady=False), True: build_feeds(count, steady=True)}
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:
+            time.sleep(latency)
+            found = bodies[bool(phase.value)].get(self.path)
+            if found is None:
+                self.send_response(404)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            body, kind = found
+            etag = '"' + hashlib.md5(body).hexdigest() + '"'
+            if self.headers.get("If-None-Match") == etag:
+                self.send_response(304)
+                self.send_header("ETag", etag)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", kind)
+            self.send_header("ETag", etag)
+            self.send_header("Last-Modified", "Wed, 25 Nov 2026 00:00:00 GMT")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    class Server(ThreadingHTTPServer):
+        request_queue_size = 512
+        daemon_threads = True
+
+    server = Server(("127.0.0.1", 0), Handler)
+    port_out.put(server.server_address[1])
+    server.serve_forever()
+
+
+# --- the cases, each in a fresh process ----------------------------------------------------
+
+
+def textile_feeds_config(root: Path, port: int, count: int) -> Path:
+    folder = root / "config"
+    folder.mkdir(parents=True, exist_ok=True)
+    sources = "sources:\n" + "".join(
+        f"  - {{id: portal-{n}, name: Portal {n}, url: 'http://127.0.0.1:{port}/feed/{n}'}}\n"
+        for n in range(count)
+    )
+    (folder / "sources.yaml").write_text(sources)
+    shutil.copy(PROJECT / "config" / "topics.yaml", folder / "topics.yaml")
+    (folder / "settings.yaml").write_text(
+        "database: state/db.sqlite\noutput_dir: out\npoll_interval: 1h\n"
+        "fetch: {concurrency: 32, per_host: 32, per_host_delay: 0, allow_private_addresses: true,"
+        " max_body: 5MB}\n"
+    )
+    return folder
+
+
+def case_textile_feeds(folder: str, publish_only: bool) -> None:
+    from aggregator.config import load_config
+    from aggregator.pipeline import publish_stored, run_cycle
+    from aggregator.storage import Storage
+
+    config = load_config(folder)
+    storage = Storage.open_sqlite(config.database_path)
+    if publish_only:
+        publish_stored(config, storage)
+    else:
+        run_cycle(config, storage)
+    storage.close()
+
+
+def case_reader(db: str, port: int, count: int, add: bool) -> None:
+    from reader import make_reader
+
+    reader = make_reader(db)
+    if add:
+        for n in range(count):
+            reader.add_feed(f"http://127.0.0.1:{port}/feed/{n}", exist_ok=True)
+    reader.update_feeds(workers=16, scheduled=False)
+    reader.close()
+
+
+def case_floor(port: int, count: int, etags: str | None) -> None:
+    import httpx
+
+    known: dict[str, str] = (
+        json.loads(Path(etags).read_text()) if etags and Path(etags).exists() else {}
+    )
+
+    async def run() -> dict[str, str]:
+        slots = asyncio.Semaphore(32)
+        async with httpx.AsyncClient(limits=httpx.Limits(max_connections=32)) as client:
+
+            async def one(n: int) -> tuple[str, str]:
+                url = f"http://127.0.0.1:{port}/feed/{n}"
+                headers = {"If-None-Match": known[url]} if url in known else {}
+                async with slots:
+                    response = await client.get(url, headers=headers)
+                return url, response.headers.get("etag", "")
+
+            return dict(await asyncio.gather(*(one(n) for n in range(count))))
+
+    found = asyncio.run(run())
+    if etags:
+        Path(etags).write_text(json.dumps(found))
+
+
+def _measured(target: Callable[..., None], args: tuple[Any, ...], out: Any) -> None:
+    began_wall = time.perf_counter()
+    began = resource.getrusage(resource.RUSAGE_SELF)
+    target(*args)
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = usage.ru_utime - began.ru_utime + usage.ru_stime - began.ru_stime
+    out.put((time.perf_counter() - began_wall, cpu, usage.ru_maxrss / 1024))
+
+
+def measure(target: Callable[..., None], *args: Any) -> tuple[float, float, float]:
+    """Wall seconds, CPU seconds and peak MiB of ``target(*args)`` in a fresh process."""
+    queue: Any = multiprocessing.get_context("spawn").Queue()
+    process = multiprocessing.get_context("spawn").Process(
+        target=_measured, args=(target, args, queue)
+    )
+    process.start()
+    result = queue.get()
+    process.join()
+    return result  # type: ignore[no-any-return]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--feeds", type=int, default=500)
+    parser.add_argument("--latency", type=float, default=0.05)
+    parser.add_argument("--skip-reader", action="store_true")
+    options = parser.parse_args()
+    context = multiprocessing.get_context("spawn")
+    port_queue: Any = context.Queue()
+    phase: Any = context.Value("i", 0)
+    server = context.Process(
+        target=serve, args=(port_queue, options.feeds, options.latency, phase), daemon=True
+    )
+    server.start()
+    port = port_queue.get()
+    sizes = [len(b) for b, _ in build_feeds(options.feeds, steady=False).values()]
+    print(f"{options.feeds} feeds, {sum(sizes) / len(sizes) / 1024:.0f} KB on average "
+          f"({min(sizes) // 1024}-{max(sizes) // 1024} KB), latency {options.latency * 1000:.0f} ms")  # fmt: skip
+    rows: dict[str, tuple[float, float, float]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        folder = str(textile_feeds_config(root, port, options.feeds))
+        etags = str(root / "etags.json")
+        rows["floor cold"] = measure(case_floor, port, options.feeds, etags)
+        rows["floor all-304"] = measure(case_floor, port, options.feeds, etags)
+        rows["textile-feeds cold"] = measure(case_textile_feeds, folder, False)
+        phase.value = 1  # 10% of the feeds gain two items
+        rows["textile-feeds steady"] = measure(case_textile_feeds, folder, False)
+        rows["textile-feeds all-304"] = measure(case_textile_feeds, folder, False)
+        rows["textile-feeds publish"] = measure(case_textile_feeds, folder, True)
+        phase.value = 0
+        if not options.skip_reader:
+            try:
+                import reader  # noqa: F401
+            except ImportError:
+                print("lemon24/reader is not installed: pip install reader")
+            else:
+                db = str(root / "reader.sqlite")
+                rows["reader cold"] = measure(case_reader, db, port, options.feeds, True)
+                rows["reader all-304"] = measure(case_reader, db, port, options.feeds, False)
+    server.terminate()
+    print(f"{'case':<24} {'wall s':>8} {'CPU s':>8} {'peak MiB':>9}")
+    for name, (wall, cpu, peak) in rows.items():
+        print(f"{name:<24} {wall:>8.2f} {cpu:>8.2f} {peak:>9.0f}")
+
+    def ratio(a: str, b: str, column: int, label: str) -> None:
+        if a in rows and b in rows:
+            print(f"{label}: {rows[b][column] / rows[a][column]:.2f}x")
+
+    ratio("textile-feeds cold", "reader cold", 0, "cold wall, reader / textile-feeds")
+    ratio("textile-feeds cold", "reader cold", 1, "cold CPU, reader / textile-feeds")
+    ratio("textile-feeds all-304", "reader all-304", 0, "all-304 wall, reader / textile-feeds")
+    ratio("floor all-304", "textile-feeds all-304", 0, "all-304 wall, textile-feeds / floor")
+    ratio("floor cold", "textile-feeds cold", 0, "cold wall, textile-feeds / floor")
+
+
+if __name__ == "__main__":
+    main()
