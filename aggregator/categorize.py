@@ -22,10 +22,9 @@ from dataclasses import dataclass
 from aggregator.config import RuleSet, TermSpec, TopicConfig
 from aggregator.models import Item, TermHit, TopicMatch
 from aggregator.rules import (
-    FIELDS,
-    FieldText,
     Node,
     Term,
+    TermIndex,
     evaluate,
     index_fields,
     parse_expression,
@@ -108,14 +107,14 @@ def judge(
     item: Item,
     topic: CompiledTopic,
     source_name: str = "",
-    fields: Mapping[str, FieldText] | None = None,
+    found: Mapping[int, list[str]] | None = None,
 ) -> TopicVerdict:
-    """The full reasoning of one topic about one item (``fields``: the item's indexed
-    fields, when the caller judges it for several topics)."""
-    if fields is None:
-        fields = index_fields(item_fields(item, source_name))
+    """The full reasoning of one topic about one item. ``found`` (id(term) -> fields it
+    occurs in) is computed once per item when several topics judge it."""
+    if found is None:
+        found = TermIndex(_terms(topic)).hits(index_fields(item_fields(item, source_name)))
     source_excluded = bool(topic.sources) and item.source_id not in topic.sources
-    vetoes = _hits(topic.exclude, fields, topic.weights)
+    vetoes = _hits(topic.exclude, found, topic.weights)
     if vetoes:
         # Excludes come first: the item is out, and nothing inside an exclude phrase (棉花
         # inside 棉花糖) is reported as a hit.
@@ -123,8 +122,7 @@ def judge(
             slug=topic.slug, belongs=False, score=0.0, threshold=topic.threshold, hits=(),
             vetoes=vetoes, missing_all_of=(), expression=None, source_excluded=source_excluded,
         )  # fmt: skip
-    masked = fields
-    hits = _hits(topic.include, masked, topic.weights)
+    hits = _hits(topic.include, found, topic.weights)
     best: dict[str, float] = {}
     for hit in hits:
         best[hit.term] = max(best.get(hit.term, 0.0), hit.weight)
@@ -132,15 +130,16 @@ def judge(
     missing = tuple(
         " | ".join(t.text for t in group)
         for group in topic.all_of
-        if not _hits(group, masked, topic.weights)
+        if not _hits(group, found, topic.weights)
     )
-    group_hits = [h for group in topic.all_of for h in _hits(group, masked, topic.weights)]
+    group_hits = [h for group in topic.all_of for h in _hits(group, found, topic.weights)]
     expression = None
     expression_hits: list[TermHit] = []
     if topic.expression is not None:
-        found: list[tuple[Term, str]] = []
-        expression = evaluate(topic.expression, masked, found)
-        expression_hits = [_hit(term, name, topic.weights) for term, name in found]
+        matched: list[tuple[Term, str]] = []
+        fields = index_fields(item_fields(item, source_name))
+        expression = evaluate(topic.expression, fields, matched)
+        expression_hits = [_hit(term, name, topic.weights) for term, name in matched]
     scored = score >= topic.threshold if topic.include else True
     belongs = (
         not source_excluded
@@ -167,10 +166,10 @@ def categorize(
     item: Item, topics: Sequence[CompiledTopic], source_name: str = ""
 ) -> tuple[TopicMatch, ...]:
     """Every topic ``item`` belongs to, with the terms that put it there."""
-    fields = index_fields(item_fields(item, source_name))
+    found = _index(topics).hits(index_fields(item_fields(item, source_name)))
     matches = []
     for topic in topics:
-        verdict = judge(item, topic, source_name, fields)
+        verdict = judge(item, topic, source_name, found)
         if verdict.belongs:
             matches.append(TopicMatch(slug=topic.slug, hits=verdict.hits))
     return tuple(matches)
@@ -181,11 +180,21 @@ def _hit(term: Term, field: str, weights: Mapping[str, float]) -> TermHit:
 
 
 def _hits(
-    terms: Sequence[Term], fields: Mapping[str, FieldText], weights: Mapping[str, float]
+    terms: Sequence[Term], found: Mapping[int, list[str]], weights: Mapping[str, float]
 ) -> tuple[TermHit, ...]:
-    return tuple(
-        _hit(term, name, weights)
-        for term in terms
-        for name in term.fields_hit(fields)
-        if name in FIELDS
-    )
+    return tuple(_hit(term, name, weights) for term in terms for name in found.get(id(term), ()))
+
+
+def _terms(topic: CompiledTopic) -> list[Term]:
+    return [*topic.include, *topic.exclude, *(t for group in topic.all_of for t in group)]
+
+
+# The term index of the topics last categorized with (one taxonomy at a time in practice).
+_last_index: tuple[Sequence[CompiledTopic], TermIndex] | None = None
+
+
+def _index(topics: Sequence[CompiledTopic]) -> TermIndex:
+    global _last_index
+    if _last_index is None or _last_index[0] is not topics:
+        _last_index = (topics, TermIndex(t for topic in topics for t in _terms(topic)))
+    return _last_index[1]

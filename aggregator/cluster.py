@@ -104,8 +104,12 @@ def shingles(title: str, text: str) -> frozenset[str]:
     return frozenset(pairs or words)
 
 
+# datasketch draws the permutations on every MinHash it makes; draw them once.
+_PERMUTATIONS = MinHash(num_perm=NUM_PERM, scheme=SCHEME).permutations
+
+
 def signature(shingle_set: Iterable[str]) -> MinHash:
-    minhash = MinHash(num_perm=NUM_PERM, scheme=SCHEME)
+    minhash = MinHash(num_perm=NUM_PERM, scheme=SCHEME, permutations=_PERMUTATIONS)
     minhash.update_batch([s.encode("utf-8") for s in shingle_set])
     return minhash
 
@@ -116,7 +120,7 @@ def signature_bytes(minhash: MinHash) -> bytes:
 
 def signature_from_bytes(data: bytes) -> MinHash:
     values = np.frombuffer(data, dtype=np.uint32)
-    return MinHash(num_perm=NUM_PERM, hashvalues=values, scheme=SCHEME)
+    return MinHash(num_perm=NUM_PERM, hashvalues=values, scheme=SCHEME, permutations=_PERMUTATIONS)
 
 
 def jaccard(a: frozenset[str], b: frozenset[str]) -> float:

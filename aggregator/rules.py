@@ -23,7 +23,7 @@ Pure; nothing here knows about configuration files. Errors are ``RuleError`` wit
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 import regex
@@ -123,6 +123,53 @@ class Term:
             ):
                 return True
         return False
+
+
+class TermIndex:
+    """All terms of a taxonomy, looked up from an item's words instead of scanned one by
+    one: for each distinct word of a field (and the word without a plural ending), the
+    terms starting with it are checked. CJK terms are tried only on fields with CJK text,
+    regex terms always."""
+
+    def __init__(self, terms: Iterable[Term]) -> None:
+        self._by_first: dict[tuple[bool, str], list[Term]] = {}
+        self._cjk: list[Term] = []
+        self._regex: list[Term] = []
+        for term in {id(t): t for t in terms}.values():
+            if term.pattern is not None:
+                self._regex.append(term)
+            elif term.substring is not None:
+                self._cjk.append(term)
+            else:
+                self._by_first.setdefault((term.case_sensitive, term.words[0]), []).append(term)
+        self._cased = any(case for case, _ in self._by_first)
+
+    def hits(self, fields: Mapping[str, FieldText]) -> dict[int, list[str]]:
+        """id(term) -> the fields it occurs in (respecting each term's field scope)."""
+        found: dict[int, list[str]] = {}
+
+        def record(term: Term, name: str) -> None:
+            allowed = name == term.field if term.field else name in TEXT_FIELDS
+            if allowed and name not in found.setdefault(id(term), []) and term.search(fields[name]):
+                found[id(term)].append(name)
+
+        for name, field in fields.items():
+            if not field.text:
+                continue
+            for case_sensitive in (False, True) if self._cased else (False,):
+                _, positions = field.words(case_sensitive)
+                for word in positions:
+                    for key in {word, word[:-1], word[:-2]}:  # "parks" also tries "park"
+                        for term in self._by_first.get((case_sensitive, key), ()):
+                            record(term, name)
+            if _CJK.search(field.text):
+                for term in self._cjk:
+                    record(term, name)
+            for term in self._regex:
+                record(term, name)
+        for term_id in [k for k, v in found.items() if not v]:
+            del found[term_id]
+        return found
 
 
 def parse_term(spec: str | Mapping[str, object]) -> Term:
