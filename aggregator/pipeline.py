@@ -19,6 +19,8 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from datasketch import MinHash
+
 from aggregator.categorize import CompiledTopic, categorize, compile_topics
 from aggregator.cluster import (
     ClusterSettings,
@@ -52,7 +54,7 @@ from aggregator.publish import FeedSpec, PublishResult, fair_selection, publish_
 from aggregator.publish.websub import ping_hub
 from aggregator.schedule import base_interval, needs_unconditional, plan_poll, polled_url
 from aggregator.scrape import ROBOTS, PageFetcher, scrape
-from aggregator.storage import Storage, Transaction
+from aggregator.storage import Storage, StoryJoin, Transaction
 
 log = logging.getLogger(__name__)
 
@@ -330,27 +332,17 @@ def load_story_index(storage: Storage, settings: ClusterSettings, now: datetime)
     return index
 
 
-def _join_story(
-    tx: Transaction, stories: StoryIndex, item_id: int, item: Item, now: datetime
-) -> None:
-    """Near-duplicate check: join the most similar recent story, or found a new one."""
+def _find_story(tx: Transaction, stories: StoryIndex, item: Item) -> tuple[StoryJoin, MinHash]:
+    """Near-duplicate check: the most similar recent story, or a new one."""
     mine = shingles(item.title, item.summary_text)
     minhash = signature(mine)
+    best = StoryJoin(signature=signature_bytes(minhash))
     candidates = stories.candidates(minhash, item.published_at)
-    best: tuple[int, float, int] | None = None
     for candidate, (title, text, story_id) in tx.item_texts(candidates).items():
         same, similarity = same_story(mine, shingles(title, text), stories.settings)
-        if same and (best is None or similarity > best[1]):
-            best = (candidate, similarity, story_id)
-    tx.join_story(
-        item_id,
-        story_id=best[2] if best else None,
-        similarity=best[1] if best else None,
-        via=best[0] if best else None,
-        signature=signature_bytes(minhash),
-        now=now,
-    )
-    stories.add(item_id, minhash, item.published_at)
+        if same and similarity > (best.similarity or 0.0):
+            best = replace(best, story_id=story_id, similarity=similarity, via=candidate)
+    return best, minhash
 
 
 def _store_items(
@@ -362,12 +354,15 @@ def _store_items(
 ) -> _Stored:
     topics = shared.topics
     new = updated = 0
+    # One look-up for the whole batch: the feed's items never share keys (see _normalize).
+    known = tx.known_items([key for item in items for key in item.keys])
     for item in items:
-        decision = decide(item, tx.known_items(item.keys))
+        decision = decide(item, known)
         if decision.action is Action.INSERT:
-            item_id = tx.insert_item(item, now)
-            tx.set_topics(item_id, categorize(item, topics, source_name))
-            _join_story(tx, shared.stories, item_id, item, now)
+            story, minhash = _find_story(tx, shared.stories, item)
+            item_id = tx.insert_item(item, now, story)
+            tx.set_topics(item_id, categorize(item, topics, source_name), fresh=True)
+            shared.stories.add(item_id, minhash, item.published_at)
             new += 1
             continue
         assert decision.item_id is not None

@@ -1,5 +1,5 @@
 """Persistence: schema migrations and every SQL statement (SQLite by default)."""
 
-from aggregator.storage.database import Storage, Transaction
+from aggregator.storage.database import Storage, StoryJoin, Transaction
 
-__all__ = ["Storage", "Transaction"]
+__all__ = ["Storage", "StoryJoin", "Transaction"]

@@ -11,6 +11,7 @@ import json
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,19 @@ from aggregator.models import (
     Validators,
 )
 from aggregator.storage.migrations import migrate
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoryJoin:
+    """Where a new item goes: an existing story (and how similar it was), or a new one."""
+
+    story_id: int | None = None
+    similarity: float | None = None
+    #: The member it matched.
+    via: int | None = None
+    #: Its MinHash, persisted so a restart rebuilds the index without recomputing.
+    signature: bytes | None = None
+
 
 # Namespace for public ids: uuid5 of an item's first key, so an id is reproducible
 # from the data and never changes once the item is stored.
@@ -583,9 +597,19 @@ class Transaction:
             for row in rows
         }
 
-    def insert_item(self, item: Item, now: datetime) -> int:
-        items = self._t["items"]
+    def insert_item(self, item: Item, now: datetime, story: StoryJoin | None = None) -> int:
+        """Store a new item (its keys and source too) in ``story``'s story, or in a new
+        story of its own when ``story`` names none."""
+        items, stories = self._t["items"], self._t["stories"]
         public_id = f"urn:uuid:{uuid.uuid5(_PUBLIC_ID_NAMESPACE, item.keys[0])}"
+        story = story or StoryJoin()
+        story_id = story.story_id
+        if story_id is None:
+            story_id = self._c.execute(
+                stories.insert()
+                .values(public_id=public_id, created_at=_to_db(now))
+                .returning(stories.c.id)
+            ).scalar_one()
         item_id: int = self._c.execute(
             items.insert()
             .values(
@@ -593,12 +617,20 @@ class Transaction:
                 origin_source_id=item.source_id,
                 first_seen_at=_to_db(now),
                 date_missing=item.date_missing,
+                story_id=story_id,
+                story_similarity=story.similarity,
+                story_via=story.via,
                 **self._content_values(item),
             )
             .returning(items.c.id)
         ).scalar_one()
         self.add_keys(item_id, item.keys)
         self.add_source(item_id, item, now)
+        if story.signature is not None:
+            self._c.execute(
+                self._t["item_signatures"].insert(),
+                [{"item_id": item_id, "signature": story.signature}],
+            )
         return item_id
 
     def item_texts(self, item_ids: Iterable[int]) -> dict[int, tuple[str, str, int]]:
@@ -610,38 +642,6 @@ class Transaction:
             )
         )
         return {row.id: (row.title, row.summary_text, row.story_id) for row in rows}
-
-    def join_story(
-        self,
-        item_id: int,
-        *,
-        story_id: int | None,
-        similarity: float | None,
-        via: int | None,
-        signature: bytes,
-        now: datetime,
-    ) -> int:
-        """Put the item in ``story_id``, or found a new story (None); keep its signature."""
-        items, stories = self._t["items"], self._t["stories"]
-        if story_id is None:
-            public_id = self._c.execute(
-                sa.select(items.c.public_id).where(items.c.id == item_id)
-            ).scalar_one()
-            story_id = self._c.execute(
-                stories.insert()
-                .values(public_id=public_id, created_at=_to_db(now))
-                .returning(stories.c.id)
-            ).scalar_one()
-        self._c.execute(
-            items.update()
-            .where(items.c.id == item_id)
-            .values(story_id=story_id, story_similarity=similarity, story_via=via)
-        )
-        self._c.execute(
-            self._insert_ignoring_conflicts(self._t["item_signatures"]),
-            [{"item_id": item_id, "signature": signature}],
-        )
-        return story_id
 
     def update_item(self, item_id: int, item: Item) -> None:
         """Apply an edit by the origin source; the public id and first-seen time stay."""
@@ -668,10 +668,14 @@ class Transaction:
             ],
         )
 
-    def set_topics(self, item_id: int, matches: Iterable[TopicMatch]) -> None:
-        """Replace the item's topics with ``matches`` (and why each matched)."""
+    def set_topics(
+        self, item_id: int, matches: Iterable[TopicMatch], *, fresh: bool = False
+    ) -> None:
+        """Replace the item's topics with ``matches`` (and why each matched); ``fresh``:
+        the item was just inserted and has none to replace."""
         item_topics = self._t["item_topics"]
-        self._c.execute(item_topics.delete().where(item_topics.c.item_id == item_id))
+        if not fresh:
+            self._c.execute(item_topics.delete().where(item_topics.c.item_id == item_id))
         rows = [
             {
                 "item_id": item_id,
