@@ -159,9 +159,15 @@ class TermIndex:
             for case_sensitive in (False, True) if self._cased else (False,):
                 _, positions = field.words(case_sensitive)
                 for word in positions:
-                    for key in {word, word[:-1], word[:-2]}:  # "parks" also tries "park"
-                        for term in self._by_first.get((case_sensitive, key), ()):
-                            record(term, name)
+                    candidates = self._by_first.get((case_sensitive, word), [])
+                    if word.endswith("s"):  # "parks" also tries "park", "boxes" "box"
+                        candidates = candidates + self._by_first.get(
+                            (case_sensitive, word[:-1]), []
+                        )
+                        if word.endswith("es"):
+                            candidates += self._by_first.get((case_sensitive, word[:-2]), [])
+                    for term in candidates:
+                        record(term, name)
             if _CJK.search(field.text):
                 for term in self._cjk:
                     record(term, name)

@@ -635,6 +635,9 @@ class Transaction:
 
     def item_texts(self, item_ids: Iterable[int]) -> dict[int, tuple[str, str, int]]:
         """Title, summary text and story of each item (for the near-duplicate check)."""
+        item_ids = list(item_ids)
+        if not item_ids:
+            return {}
         items = self._t["items"]
         rows = self._c.execute(
             sa.select(items.c.id, items.c.title, items.c.summary_text, items.c.story_id).where(
