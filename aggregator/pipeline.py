@@ -11,16 +11,19 @@ its row and the cycle goes on; only storage failures end it.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import random
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from datasketch import MinHash
 
+from aggregator import __version__
 from aggregator.categorize import CompiledTopic, categorize, compile_topics
 from aggregator.cluster import (
     ClusterSettings,
@@ -51,6 +54,7 @@ from aggregator.models import (
 from aggregator.normalize import normalize_entry
 from aggregator.parse import parse_feed
 from aggregator.publish import FeedSpec, PublishResult, fair_selection, publish_site
+from aggregator.publish.feeds import FORMATS
 from aggregator.publish.websub import ping_hub
 from aggregator.schedule import base_interval, needs_unconditional, plan_poll, polled_url
 from aggregator.scrape import ROBOTS, PageFetcher, scrape
@@ -83,10 +87,10 @@ def run_cycle(
     fetcher = fetcher or Fetcher(config.settings.fetch, config.user_agent)
     topics = compile_topics(config.topics, config.rule_sets)
     cluster_settings = config.settings.cluster.settings()
-    if stories is None or stories.settings != cluster_settings:
-        stories = load_story_index(storage, cluster_settings, now)
-    stories.prune(now - cluster_settings.window * 2)
-    shared = _Shared(topics=topics, stories=stories)
+    if stories is not None and stories.settings != cluster_settings:
+        stories = None  # the settings changed: rebuild
+    shared = _Shared(topics=topics, storage=storage, settings=cluster_settings, now=now,
+                     index=stories)  # fmt: skip
 
     with storage.transaction() as tx:
         tx.sync_sources(config.sources)
@@ -122,10 +126,16 @@ def run_cycle(
     changed = any(r.new_items or r.updated_items for r in reports) or bool(
         recategorized and recategorized.changed
     )
-    # The daemon looks for due sources every minute; re-render only when something
-    # changed (or an output file went missing), a one-shot run always re-renders.
-    publish = not due_only or changed or _output_missing(config)
-    return replace(_report(config, storage, tuple(reports), publish=publish), stories=stories)
+    # Re-render only when items changed, an output file went missing, or what the feeds
+    # show besides items (titles, URLs, sources) changed: rendering 42 files costs more
+    # than a whole all-304 cycle.
+    publish = (
+        changed
+        or _output_missing(config)
+        or storage.meta(PUBLISH_FINGERPRINT) != publish_fingerprint(config)
+    )
+    report = _report(config, storage, tuple(reports), publish=publish)
+    return replace(report, stories=shared.index)
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,12 +194,39 @@ def _fetch_first_pages(
     return [refused[i] if i in refused else next(fetched) for i in range(len(polls))]
 
 
+PUBLISH_FINGERPRINT = "publish_fingerprint"
+
+
+def _outputs(config: AppConfig) -> list[Path]:
+    slugs = [t.slug for t in config.topics] + ["all"]
+    names = [f"{slug}.{ext}" for slug in slugs for ext in FORMATS]
+    return [config.output_dir / n for n in [*names, "index.html", "topics.opml", "sources.opml"]]
+
+
 def _output_missing(config: AppConfig) -> bool:
-    return any(
-        not (config.output_dir / f"{topic.slug}.{ext}").is_file()
-        for topic in config.topics
-        for ext in ("rss", "atom")
-    )
+    return any(not path.is_file() for path in _outputs(config))
+
+
+def publish_fingerprint(config: AppConfig) -> str:
+    """Changes whenever the published files would change for reasons other than items."""
+    shown = {
+        "settings": config.settings.model_dump(
+            mode="json",
+            include={
+                "base_url",
+                "site_title",
+                "items_per_feed",
+                "per_source_cap",
+                "websub_hub",
+                "poll_interval",
+                "output_dir",
+            },
+        ),
+        "topics": [(t.slug, t.title, t.description) for t in config.topics],
+        "sources": [(s.id, s.name, s.url, s.home, s.priority, s.enabled) for s in config.sources],
+        "version": __version__,
+    }
+    return hashlib.sha256(json.dumps(shown, sort_keys=True).encode()).hexdigest()
 
 
 def _is_due(state: SourceState, now: datetime) -> bool:
@@ -316,12 +353,26 @@ def _normalize(
     return items
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Shared:
     """What every source's ingest in one cycle works with."""
 
     topics: tuple[CompiledTopic, ...]
-    stories: StoryIndex
+    storage: Storage
+    settings: ClusterSettings
+    now: datetime
+    #: Built on first use: an all-304 cycle never needs it.
+    index: StoryIndex | None = None
+    pruned: bool = False
+
+    @property
+    def stories(self) -> StoryIndex:
+        if self.index is None:
+            self.index = load_story_index(self.storage, self.settings, self.now)
+        if not self.pruned:  # once a cycle: forget what nothing new can join
+            self.index.prune(self.now - self.settings.window * 2)
+            self.pruned = True
+        return self.index
 
 
 def load_story_index(storage: Storage, settings: ClusterSettings, now: datetime) -> StoryIndex:
@@ -380,12 +431,14 @@ def _report(
     config: AppConfig, storage: Storage, reports: tuple[SourceReport, ...], *, publish: bool
 ) -> CycleReport:
     """Publish every feed (if ``publish``), prune old items, and sum the cycle up."""
-    result = PublishResult(written=(), unchanged=())
+    result = PublishResult(written=(), unchanged=tuple(_outputs(config)))
     if publish:
         feeds = _feeds(config, storage)
         result = publish_site(config, feeds)
         for error in result.errors:
             log.error("publish failed: %s", error)
+        if not result.errors:
+            storage.set_meta(PUBLISH_FINGERPRINT, publish_fingerprint(config))
         hub = config.settings.websub_hub
         if hub and result.changed_feed_urls:
             ping_hub(hub, result.changed_feed_urls, user_agent=config.user_agent)
