@@ -162,17 +162,23 @@ def judge(
     )
 
 
+def verdicts(
+    item: Item, topics: Sequence[CompiledTopic], source_name: str = ""
+) -> tuple[TopicVerdict, ...]:
+    """Every topic's reasoning about ``item``, its words looked up once for all topics."""
+    found = _index(topics).hits(index_fields(item_fields(item, source_name)))
+    return tuple(judge(item, topic, source_name, found) for topic in topics)
+
+
 def categorize(
     item: Item, topics: Sequence[CompiledTopic], source_name: str = ""
 ) -> tuple[TopicMatch, ...]:
     """Every topic ``item`` belongs to, with the terms that put it there."""
-    found = _index(topics).hits(index_fields(item_fields(item, source_name)))
-    matches = []
-    for topic in topics:
-        verdict = judge(item, topic, source_name, found)
-        if verdict.belongs:
-            matches.append(TopicMatch(slug=topic.slug, hits=verdict.hits))
-    return tuple(matches)
+    return tuple(
+        TopicMatch(slug=v.slug, hits=v.hits)
+        for v in verdicts(item, topics, source_name)
+        if v.belongs
+    )
 
 
 def _hit(term: Term, field: str, weights: Mapping[str, float]) -> TermHit:

@@ -14,7 +14,7 @@ import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from aggregator.categorize import TopicVerdict, categorize, compile_topics, judge
+from aggregator.categorize import TopicVerdict, categorize, compile_topics, verdicts
 from aggregator.config import AppConfig
 from aggregator.models import Item, TermHit
 from aggregator.normalize import canonical_url
@@ -80,12 +80,12 @@ class Preview:
 
 def preview(config: AppConfig, storage: Storage, slug: str, *, now: datetime) -> Preview:
     """What topic ``slug`` would hold under ``config``'s rules; changes nothing."""
-    (topic,) = [t for t in compile_topics(config.topics, config.rule_sets) if t.slug == slug]
+    topics = [t for t in compile_topics(config.topics, config.rule_sets) if t.slug == slug]
     names = {s.id: s.name for s in config.sources}
     since = now - timedelta(seconds=config.settings.feed_window)
     members, joining, leaving = [], [], []
     for _item_id, item, current in storage.items_since(since):
-        verdict = judge(item, topic, names.get(item.source_id, ""))
+        (verdict,) = verdicts(item, topics, names.get(item.source_id, ""))
         if verdict.belongs:
             members.append((item, verdict.hits))
             if slug not in current:
@@ -139,7 +139,7 @@ def explain(config: AppConfig, storage: Storage, url: str) -> Explanation | None
         item_id=item_id,
         item=item,
         current_topics=current,
-        verdicts=tuple(judge(item, t, names.get(item.source_id, "")) for t in topics),
+        verdicts=verdicts(item, topics, names.get(item.source_id, "")),
         story_public_id=story[1] if story else None,
         story=tuple(
             StoryMember(item_id=i, item=member, similarity=similarity, via=via)
