@@ -339,13 +339,3 @@ def evaluate(node: Node, fields: Mapping[str, FieldText], hits: list[tuple[Term,
     if isinstance(node, All):
         return all([evaluate(child, fields, hits) for child in node.children])
     return any([evaluate(child, fields, hits) for child in node.children])
-
-
-def expression_terms(node: Node) -> Iterator[Term]:
-    if isinstance(node, Leaf):
-        yield node.term
-    elif isinstance(node, Not):
-        yield from expression_terms(node.child)
-    else:
-        for child in node.children:
-            yield from expression_terms(child)

@@ -293,20 +293,6 @@ class Storage:
         extra = {row["id"]: (row["story_similarity"], row["story_via"]) for row in rows}
         return [(item_id, item, *extra[item_id]) for item_id, item, _topics in found]
 
-    def newest_items(self, limit: int) -> list[StoredItem]:
-        """The newest ``limit`` items in any topic (the ``all`` feed), newest first."""
-        items, item_topics = self._t["items"], self._t["item_topics"]
-        in_a_topic = sa.select(item_topics.c.item_id).where(item_topics.c.item_id == items.c.id)
-        query = (
-            sa.select(items)
-            .where(in_a_topic.exists())
-            .order_by(items.c.published_at.desc(), items.c.id.desc())
-            .limit(limit)
-        )
-        with _storage_errors("reading items"), self._engine.connect() as connection:
-            rows = connection.execute(query).mappings().all()
-            return self._stored_items(connection, rows)
-
     def prune(self, older_than: datetime, keep: set[int]) -> int:
         """Forget the text and topics of items published before ``older_than`` that no
         feed shows any more; return how many. The row and its dedupe keys stay behind
