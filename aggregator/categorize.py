@@ -188,7 +188,27 @@ def _hit(term: Term, field: str, weights: Mapping[str, float]) -> TermHit:
 def _hits(
     terms: Sequence[Term], found: Mapping[int, list[str]], weights: Mapping[str, float]
 ) -> tuple[TermHit, ...]:
-    return tuple(_hit(term, name, weights) for term in terms for name in found.get(id(term), ()))
+    order = _positions(terms)
+    present = sorted(order[term_id] for term_id in found.keys() & order.keys())
+    return tuple(_hit(terms[i], name, weights) for i in present for name in found[id(terms[i])])
+
+
+# id(term) -> position, per term list (compiled topics live as long as their config).
+_position_cache: dict[int, tuple[Sequence[Term], dict[int, int]]] = {}
+
+
+def _positions(terms: Sequence[Term]) -> dict[int, int]:
+    """Where each term sits in ``terms``, so hits come out in the curator's order
+    while only the terms an item contains are visited."""
+    cached = _position_cache.get(id(terms))
+    if cached is None or cached[0] is not terms:
+        if len(_position_cache) > 10_000:  # configurations reloaded many times over
+            _position_cache.clear()
+        order: dict[int, int] = {}
+        for position, term in enumerate(terms):
+            order.setdefault(id(term), position)
+        cached = _position_cache[id(terms)] = (terms, order)
+    return cached[1]
 
 
 def _terms(topic: CompiledTopic) -> list[Term]:

@@ -58,7 +58,7 @@ from aggregator.publish.feeds import FORMATS
 from aggregator.publish.websub import ping_hub
 from aggregator.schedule import base_interval, needs_unconditional, plan_poll, polled_url
 from aggregator.scrape import ROBOTS, PageFetcher, scrape
-from aggregator.storage import Storage, StoryJoin, Transaction
+from aggregator.storage import NewItem, Storage, StoryJoin, Transaction
 
 log = logging.getLogger(__name__)
 
@@ -383,17 +383,27 @@ def load_story_index(storage: Storage, settings: ClusterSettings, now: datetime)
     return index
 
 
-def _find_story(tx: Transaction, stories: StoryIndex, item: Item) -> tuple[StoryJoin, MinHash]:
-    """Near-duplicate check: the most similar recent story, or a new one."""
-    mine = shingles(item.title, item.summary_text)
-    minhash = signature(mine)
+def _find_story(
+    tx: Transaction,
+    stories: StoryIndex,
+    item: Item,
+    minhash: MinHash,
+    pending: dict[int, tuple[str, str, int]],
+) -> StoryJoin:
+    """Near-duplicate check: the most similar recent story, or none. ``pending`` holds
+    the texts of this batch's items, not written yet."""
     best = StoryJoin(signature=signature_bytes(minhash))
     candidates = stories.candidates(minhash, item.published_at)
-    for candidate, (title, text, story_id) in tx.item_texts(candidates).items():
+    if not candidates:
+        return best
+    texts = {c: pending[c] for c in candidates if c in pending}
+    texts.update(tx.item_texts(c for c in candidates if c not in pending))
+    mine = shingles(item.title, item.summary_text)
+    for candidate, (title, text, story_id) in texts.items():
         same, similarity = same_story(mine, shingles(title, text), stories.settings)
         if same and similarity > (best.similarity or 0.0):
             best = replace(best, story_id=story_id, similarity=similarity, via=candidate)
-    return best, minhash
+    return best
 
 
 def _store_items(
@@ -404,17 +414,27 @@ def _store_items(
     source_name: str = "",
 ) -> _Stored:
     topics = shared.topics
-    new = updated = 0
+    updated = 0
+    batch: list[NewItem] = []
+    pending: dict[int, tuple[str, str, int]] = {}
     # One look-up for the whole batch: the feed's items never share keys (see _normalize).
     known = tx.known_items([key for item in items for key in item.keys])
     for item in items:
         decision = decide(item, known)
         if decision.action is Action.INSERT:
-            story, minhash = _find_story(tx, shared.stories, item)
-            item_id = tx.insert_item(item, now, story)
-            tx.set_topics(item_id, categorize(item, topics, source_name), fresh=True)
+            minhash = signature(shingles(item.title, item.summary_text))
+            story = _find_story(tx, shared.stories, item, minhash, pending)
+            item_id = tx.reserve_id("items")
+            new_story = story.story_id is None
+            story_id = tx.reserve_id("stories") if new_story else story.story_id
+            assert story_id is not None
+            batch.append(NewItem(
+                item_id=item_id, item=item, story_id=story_id, new_story=new_story,
+                similarity=story.similarity, via=story.via, signature=story.signature,
+                topics=categorize(item, topics, source_name),
+            ))  # fmt: skip
+            pending[item_id] = (item.title, item.summary_text, story_id)
             shared.stories.add(item_id, minhash, item.published_at)
-            new += 1
             continue
         assert decision.item_id is not None
         tx.add_keys(decision.item_id, decision.new_keys)
@@ -424,7 +444,8 @@ def _store_items(
             tx.update_item(decision.item_id, item)
             tx.set_topics(decision.item_id, categorize(item, topics, source_name))
             updated += 1
-    return _Stored(new=new, updated=updated)
+    tx.insert_items(batch, now)
+    return _Stored(new=len(batch), updated=updated)
 
 
 def _report(

@@ -109,7 +109,10 @@ class Term:
         return self._has_phrase(field)
 
     def _has_phrase(self, field: FieldText) -> bool:
-        words, positions = field.words(self.case_sensitive)
+        return self.phrase_in(*field.words(self.case_sensitive))
+
+    def phrase_in(self, words: list[str], positions: Mapping[str, list[int]]) -> bool:
+        """Whether this Latin term occurs in a field's ``words`` (see FieldText)."""
         first, last, size = self.words[0], self.words[-1], len(self.words)
         endings = (last, last + "s", last + "es") if self.plural else (last,)
         if size == 1:
@@ -128,51 +131,76 @@ class Term:
 class TermIndex:
     """All terms of a taxonomy, looked up from an item's words instead of scanned one by
     one: for each distinct word of a field (and the word without a plural ending), the
-    terms starting with it are checked. CJK terms are tried only on fields with CJK text,
-    regex terms always."""
+    terms starting with it are checked. CJK terms are tried only on fields holding their
+    first character, regex terms always."""
+
+    #: Words remembered with their candidate terms; a daemon meets new words forever.
+    CACHE_LIMIT = 200_000
 
     def __init__(self, terms: Iterable[Term]) -> None:
         self._by_first: dict[tuple[bool, str], list[Term]] = {}
-        self._cjk: list[Term] = []
+        self._cjk_by_char: dict[str, list[Term]] = {}
         self._regex: list[Term] = []
         for term in {id(t): t for t in terms}.values():
             if term.pattern is not None:
                 self._regex.append(term)
             elif term.substring is not None:
-                self._cjk.append(term)
+                self._cjk_by_char.setdefault(term.substring[0], []).append(term)
             else:
                 self._by_first.setdefault((term.case_sensitive, term.words[0]), []).append(term)
-        self._cased = any(case for case, _ in self._by_first)
+        self._cases = (False, True) if any(case for case, _ in self._by_first) else (False,)
+        self._word_cache: dict[tuple[bool, str], tuple[tuple[Term, bool], ...]] = {}
+
+    def _candidates(self, case_sensitive: bool, word: str) -> tuple[tuple[Term, bool], ...]:
+        """Terms that may start at ``word``, each with whether the word alone proves
+        it (a one-word term, or its plural) so its phrase needs no checking."""
+        key = (case_sensitive, word)
+        found = self._word_cache.get(key)
+        if found is None:
+            pairs = [(t, len(t.words) == 1) for t in self._by_first.get(key, ())]
+            if word.endswith("s"):  # "parks" also tries "park", "boxes" "box"
+                stems = [word[:-1], word[:-2]] if word.endswith("es") else [word[:-1]]
+                for stem in stems:
+                    for term in self._by_first.get((case_sensitive, stem), ()):
+                        pairs.append((term, term.plural and len(term.words) == 1))
+            if len(self._word_cache) >= self.CACHE_LIMIT:
+                self._word_cache.clear()
+            found = self._word_cache[key] = tuple(pairs)
+        return found
 
     def hits(self, fields: Mapping[str, FieldText]) -> dict[int, list[str]]:
         """id(term) -> the fields it occurs in (respecting each term's field scope)."""
         found: dict[int, list[str]] = {}
 
-        def record(term: Term, name: str) -> None:
-            allowed = name == term.field if term.field else name in TEXT_FIELDS
-            if allowed and name not in found.setdefault(id(term), []) and term.search(fields[name]):
-                found[id(term)].append(name)
+        def unfound(term: Term, name: str) -> list[str] | None:
+            """The term's list of fields when it may occur in ``name`` and is not yet
+            known to (the caller then searches and appends)."""
+            if (name == term.field) if term.field else (name in TEXT_FIELDS):
+                names = found.setdefault(id(term), [])
+                if name not in names:
+                    return names
+            return None
 
         for name, field in fields.items():
             if not field.text:
                 continue
-            for case_sensitive in (False, True) if self._cased else (False,):
-                _, positions = field.words(case_sensitive)
+            for case_sensitive in self._cases:
+                words, positions = field.words(case_sensitive)
                 for word in positions:
-                    candidates = self._by_first.get((case_sensitive, word), [])
-                    if word.endswith("s"):  # "parks" also tries "park", "boxes" "box"
-                        candidates = candidates + self._by_first.get(
-                            (case_sensitive, word[:-1]), []
-                        )
-                        if word.endswith("es"):
-                            candidates += self._by_first.get((case_sensitive, word[:-2]), [])
-                    for term in candidates:
-                        record(term, name)
-            if _CJK.search(field.text):
-                for term in self._cjk:
-                    record(term, name)
+                    for term, proven in self._candidates(case_sensitive, word):
+                        names = unfound(term, name)
+                        if names is not None and (proven or term.phrase_in(words, positions)):
+                            names.append(name)
+            if self._cjk_by_char and _CJK.search(field.text):
+                for char in self._cjk_by_char.keys() & set(field.lower):
+                    for term in self._cjk_by_char[char]:
+                        names = unfound(term, name)
+                        if names is not None and term.substring in field.lower:
+                            names.append(name)
             for term in self._regex:
-                record(term, name)
+                names = unfound(term, name)
+                if names is not None and term.search(field):
+                    names.append(name)
         for term_id in [k for k, v in found.items() if not v]:
             del found[term_id]
         return found

@@ -1,5 +1,5 @@
 """Persistence: schema migrations and every SQL statement (SQLite by default)."""
 
-from aggregator.storage.database import Storage, StoryJoin, Transaction
+from aggregator.storage.database import NewItem, Storage, StoryJoin, Transaction
 
-__all__ = ["Storage", "StoryJoin", "Transaction"]
+__all__ = ["NewItem", "Storage", "StoryJoin", "Transaction"]

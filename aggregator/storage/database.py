@@ -47,6 +47,47 @@ class StoryJoin:
     signature: bytes | None = None
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NewItem:
+    """One row of a batch insert: an item with the ids reserved for it and its story."""
+
+    item_id: int
+    item: Item
+    story_id: int
+    #: The story is new (``story_id`` was reserved for it) rather than an existing one.
+    new_story: bool
+    similarity: float | None = None
+    via: int | None = None
+    signature: bytes | None = None
+    topics: tuple[TopicMatch, ...] = ()
+
+    @property
+    def public_id(self) -> str:
+        return public_id(self.item)
+
+
+def public_id(item: Item) -> str:
+    return f"urn:uuid:{uuid.uuid5(_PUBLIC_ID_NAMESPACE, item.keys[0])}"
+
+
+def _source_row(item_id: int, item: Item, now: datetime) -> dict[str, Any]:
+    return {
+        "item_id": item_id,
+        "source_id": item.source_id,
+        "link": item.link,
+        "first_seen_at": _to_db(now),
+    }
+
+
+def _topic_row(item_id: int, match: TopicMatch) -> dict[str, Any]:
+    hits = [{"term": h.term, "field": h.field, "weight": h.weight} for h in match.hits]
+    return {
+        "item_id": item_id,
+        "topic_slug": match.slug,
+        "hits": json.dumps(hits, ensure_ascii=False),
+    }
+
+
 # Namespace for public ids: uuid5 of an item's first key, so an id is reproducible
 # from the data and never changes once the item is stored.
 _PUBLIC_ID_NAMESPACE = uuid.UUID("6f1c1f8e-2d3b-5c7a-9e4f-7a1b2c3d4e5f")
@@ -472,6 +513,7 @@ class Transaction:
     def __init__(self, connection: sa.Connection, tables: Any) -> None:
         self._c = connection
         self._t = tables
+        self._next_ids: dict[str, int] = {}
 
     def _insert_ignoring_conflicts(self, table: sa.Table) -> Any:
         dialect = self._c.dialect.name
@@ -583,40 +625,90 @@ class Transaction:
             for row in rows
         }
 
+    def reserve_id(self, table: str) -> int:
+        """The id the next row of ``table`` will get, taken now so a batch can refer to
+        rows it has not written yet (items join stories of the same batch)."""
+        if table not in self._next_ids:
+            ids = self._t[table].c.id
+            if self._c.dialect.name == "postgresql":
+                self._next_ids[table] = 0  # the sequence hands out every id
+            else:  # one writer at a time (the database lock): max + 1 is ours
+                found = self._c.execute(sa.select(sa.func.max(ids))).scalar_one()
+                self._next_ids[table] = (found or 0) + 1
+        if self._c.dialect.name == "postgresql":
+            sequence = sa.func.pg_get_serial_sequence(table, "id")
+            return int(self._c.execute(sa.select(sa.func.nextval(sequence))).scalar_one())
+        reserved = self._next_ids[table]
+        self._next_ids[table] = reserved + 1
+        return reserved
+
+    def insert_items(self, batch: Sequence[NewItem], now: datetime) -> None:
+        """Store new items (their keys, sources, signatures, topics and new stories) with
+        one multi-row statement per table, not several statements per item."""
+        if not batch:
+            return
+        seen = _to_db(now)
+        stories = [
+            {"id": new.story_id, "public_id": new.public_id, "created_at": seen}
+            for new in batch
+            if new.new_story
+        ]
+        if stories:
+            self._c.execute(self._t["stories"].insert(), stories)
+        self._c.execute(
+            self._t["items"].insert(),
+            [
+                {
+                    "id": new.item_id,
+                    "public_id": new.public_id,
+                    "origin_source_id": new.item.source_id,
+                    "first_seen_at": seen,
+                    "date_missing": new.item.date_missing,
+                    "story_id": new.story_id,
+                    "story_similarity": new.similarity,
+                    "story_via": new.via,
+                    **self._content_values(new.item),
+                }
+                for new in batch
+            ],
+        )
+        keys = [{"key": k, "item_id": new.item_id} for new in batch for k in new.item.keys]
+        self._c.execute(self._insert_ignoring_conflicts(self._t["item_keys"]), keys)
+        self._c.execute(
+            self._insert_ignoring_conflicts(self._t["item_sources"]),
+            [_source_row(new.item_id, new.item, now) for new in batch],
+        )
+        signatures = [
+            {"item_id": new.item_id, "signature": new.signature}
+            for new in batch
+            if new.signature is not None
+        ]
+        if signatures:
+            self._c.execute(self._t["item_signatures"].insert(), signatures)
+        topics = [_topic_row(new.item_id, match) for new in batch for match in new.topics]
+        if topics:
+            self._c.execute(self._t["item_topics"].insert(), topics)
+
     def insert_item(self, item: Item, now: datetime, story: StoryJoin | None = None) -> int:
-        """Store a new item (its keys and source too) in ``story``'s story, or in a new
-        story of its own when ``story`` names none."""
-        items, stories = self._t["items"], self._t["stories"]
-        public_id = f"urn:uuid:{uuid.uuid5(_PUBLIC_ID_NAMESPACE, item.keys[0])}"
+        """Store one new item in ``story``'s story, or in a new story of its own when
+        ``story`` names none (``insert_items`` for a batch)."""
         story = story or StoryJoin()
-        story_id = story.story_id
-        if story_id is None:
-            story_id = self._c.execute(
-                stories.insert()
-                .values(public_id=public_id, created_at=_to_db(now))
-                .returning(stories.c.id)
-            ).scalar_one()
-        item_id: int = self._c.execute(
-            items.insert()
-            .values(
-                public_id=public_id,
-                origin_source_id=item.source_id,
-                first_seen_at=_to_db(now),
-                date_missing=item.date_missing,
-                story_id=story_id,
-                story_similarity=story.similarity,
-                story_via=story.via,
-                **self._content_values(item),
-            )
-            .returning(items.c.id)
-        ).scalar_one()
-        self.add_keys(item_id, item.keys)
-        self.add_source(item_id, item, now)
-        if story.signature is not None:
-            self._c.execute(
-                self._t["item_signatures"].insert(),
-                [{"item_id": item_id, "signature": story.signature}],
-            )
+        item_id = self.reserve_id("items")
+        new_story = story.story_id is None
+        self.insert_items(
+            [
+                NewItem(
+                    item_id=item_id,
+                    item=item,
+                    story_id=self.reserve_id("stories") if new_story else story.story_id,
+                    new_story=new_story,
+                    similarity=story.similarity,
+                    via=story.via,
+                    signature=story.signature,
+                )
+            ],
+            now,
+        )
         return item_id
 
     def item_texts(self, item_ids: Iterable[int]) -> dict[int, tuple[str, str, int]]:
@@ -647,14 +739,7 @@ class Transaction:
     def add_source(self, item_id: int, item: Item, now: datetime) -> None:
         self._c.execute(
             self._insert_ignoring_conflicts(self._t["item_sources"]),
-            [
-                {
-                    "item_id": item_id,
-                    "source_id": item.source_id,
-                    "link": item.link,
-                    "first_seen_at": _to_db(now),
-                }
-            ],
+            [_source_row(item_id, item, now)],
         )
 
     def set_topics(
@@ -665,17 +750,7 @@ class Transaction:
         item_topics = self._t["item_topics"]
         if not fresh:
             self._c.execute(item_topics.delete().where(item_topics.c.item_id == item_id))
-        rows = [
-            {
-                "item_id": item_id,
-                "topic_slug": match.slug,
-                "hits": json.dumps(
-                    [{"term": h.term, "field": h.field, "weight": h.weight} for h in match.hits],
-                    ensure_ascii=False,
-                ),
-            }
-            for match in matches
-        ]
+        rows = [_topic_row(item_id, match) for match in matches]
         if rows:
             self._c.execute(item_topics.insert(), rows)
 
