@@ -319,6 +319,12 @@ class Settings(_Model):
     feed_window: Duration = 30 * 86400.0
     #: Topics file, relative to the config folder (lets several configs share one taxonomy).
     topics_file: NonEmptyStr = DEFAULT_TOPICS_FILE
+    #: Processes that parse, clean and categorize fetched feeds while fetching goes on
+    #: (0: one per CPU). 1 keeps everything in the polling process.
+    parse_workers: int = Field(default=0, ge=0, le=64)
+    #: Cycles polling fewer sources than this parse in the polling process: starting
+    #: workers costs more than they save on a few feeds.
+    parallel_from: int = Field(default=24, ge=1)
     fetch: FetchSettings = FetchSettings()
     schedule: ScheduleSettings = ScheduleSettings()
     cluster: ClusterConfig = ClusterConfig()

@@ -22,10 +22,11 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+import threading
 import time
 import zlib
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import formatdate
@@ -156,15 +157,34 @@ class Fetcher:
         self._transport = transport  # tests may inject one; production uses the default
 
     def fetch_all(
-        self, requests: Sequence[FetchRequest], *, blocked_hosts: dict[str, datetime] | None = None
+        self,
+        requests: Sequence[FetchRequest],
+        *,
+        blocked_hosts: dict[str, datetime] | None = None,
+        on_result: Callable[[int, FetchResult], FetchResult] | None = None,
+        backlog: threading.Semaphore | None = None,
     ) -> list[FetchResult]:
         """Fetch every request; results are in the same order as ``requests``.
 
-        ``blocked_hosts`` maps host -> time before which it must not be contacted."""
-        return asyncio.run(self.fetch_all_async(requests, blocked_hosts=blocked_hosts or {}))
+        ``blocked_hosts`` maps host -> time before which it must not be contacted.
+        ``on_result(index, result)`` sees each result as soon as it is in (from the
+        fetching thread) and returns what to keep in the list (say, without the body it
+        handed on). ``backlog``: a request starts only once it has a unit of this
+        semaphore, which whoever consumes ``on_result``'s output releases; it keeps
+        bodies waiting for a busy consumer from filling memory."""
+        return asyncio.run(
+            self.fetch_all_async(
+                requests, blocked_hosts=blocked_hosts or {}, on_result=on_result, backlog=backlog
+            )
+        )
 
     async def fetch_all_async(
-        self, requests: Sequence[FetchRequest], *, blocked_hosts: dict[str, datetime]
+        self,
+        requests: Sequence[FetchRequest],
+        *,
+        blocked_hosts: dict[str, datetime],
+        on_result: Callable[[int, FetchResult], FetchResult] | None = None,
+        backlog: threading.Semaphore | None = None,
     ) -> list[FetchResult]:
         settings = self._settings
         timeout = httpx.Timeout(
@@ -193,7 +213,14 @@ class Fetcher:
             transport=transport,
         ) as client:
 
-            async def one(request: FetchRequest) -> FetchResult:
+            async def one(index: int, request: FetchRequest) -> FetchResult:
+                if backlog is not None:
+                    while not backlog.acquire(blocking=False):
+                        await asyncio.sleep(0.005)  # the consumer is behind; wait for it
+                result = await fetch(request)
+                return on_result(index, result) if on_result is not None else result
+
+            async def fetch(request: FetchRequest) -> FetchResult:
                 if request.is_local:
                     return await asyncio.to_thread(_read_local, request, settings.max_body)
                 host = host_of(request.url)
@@ -210,7 +237,7 @@ class Fetcher:
                         gate.blocked[host] = result.host_blocked_until
                     return result
 
-            return list(await asyncio.gather(*(one(r) for r in requests)))
+            return list(await asyncio.gather(*(one(i, r) for i, r in enumerate(requests))))
 
     async def _fetch_http(self, client: httpx.AsyncClient, request: FetchRequest) -> FetchResult:
         started = time.monotonic()

@@ -13,25 +13,25 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import queue
 import random
 import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 from datasketch import MinHash
 
 from aggregator import __version__
-from aggregator.categorize import CompiledTopic, categorize, compile_topics
+from aggregator.categorize import CompiledTopic, compile_topics
 from aggregator.cluster import (
     ClusterSettings,
     StoryIndex,
     same_story,
     shingles,
-    signature,
-    signature_bytes,
     signature_from_bytes,
     story_entry,
 )
@@ -51,8 +51,16 @@ from aggregator.models import (
     StoredItem,
     Validators,
 )
-from aggregator.normalize import normalize_entry
 from aggregator.parse import parse_feed
+from aggregator.prepare import (
+    PreparedSource,
+    Preparer,
+    ReadyItem,
+    feed_base_url,
+    prepare_feed,
+    ready_items,
+    worker_count,
+)
 from aggregator.publish import FeedSpec, PublishResult, fair_selection, publish_site
 from aggregator.publish.feeds import FORMATS
 from aggregator.publish.websub import ping_hub
@@ -79,9 +87,12 @@ def run_cycle(
     stop: threading.Event | None = None,
     rng: random.Random | None = None,
     stories: StoryIndex | None = None,
+    preparer: Preparer | None = None,
 ) -> CycleReport:
     """Poll the enabled sources (only those due, if ``due_only``), store what is new,
-    and republish every topic. ``stop`` ends the cycle after the current source."""
+    and republish every topic. ``stop`` ends the cycle after the current source.
+    ``preparer``: worker processes to parse in (the daemon keeps one across cycles);
+    without one, a big cycle starts its own."""
     now = now or datetime.now(UTC)
     rng = rng or random.Random()
     fetcher = fetcher or Fetcher(config.settings.fetch, config.user_agent)
@@ -112,17 +123,20 @@ def run_cycle(
         )
         if source.enabled and (not due_only or _is_due(state, now)):
             polls.append(_plan(config, source, state, recent.get(source.id, 0), now))
-    results = _fetch_first_pages(polls, fetcher, blocked)
-
-    reports: list[SourceReport] = []
-    for poll, result in zip(polls, results, strict=True):
-        if stop is not None and stop.is_set():
-            log.info(
-                "stop requested; %d sources left for the next cycle", len(polls) - len(reports)
-            )
-            break
-        reports.append(_ingest(config, storage, fetcher, shared, poll, result, now, rng))
-
+    own_preparer = None
+    if preparer is None and _wants_workers(config, len(polls)):
+        settings = config.settings
+        preparer = own_preparer = Preparer(
+            config.topics, config.rule_sets, worker_count(settings.parse_workers)
+        )
+    try:
+        poll_sources = _poll_in_parallel if preparer is not None else _poll_in_turn
+        cycle = _Cycle(config=config, storage=storage, fetcher=fetcher, shared=shared,
+                       now=now, rng=rng, stop=stop, preparer=preparer)  # fmt: skip
+        reports = poll_sources(cycle, polls, blocked)
+    finally:
+        if own_preparer is not None:
+            own_preparer.close()
     changed = any(r.new_items or r.updated_items for r in reports) or bool(
         recategorized and recategorized.changed
     )
@@ -170,7 +184,12 @@ def _plan(
 
 
 def _fetch_first_pages(
-    polls: Sequence[_Poll], fetcher: Fetcher, blocked: dict[str, datetime]
+    polls: Sequence[_Poll],
+    fetcher: Fetcher,
+    blocked: dict[str, datetime],
+    *,
+    on_result: Callable[[int, FetchResult], FetchResult] | None = None,
+    backlog: threading.Semaphore | None = None,
 ) -> list[FetchResult]:
     """One batch request per source; a scraped page robots.txt forbids is not requested."""
 
@@ -189,8 +208,23 @@ def _fetch_first_pages(
                 error="robots.txt disallows this page", error_type="robots",
                 validators=request.validators,
             )  # fmt: skip
-    wanted = [p.request for i, p in enumerate(polls) if i not in refused]
-    fetched = iter(fetcher.fetch_all(wanted, blocked_hosts=blocked) if wanted else [])
+    for index, result in refused.items():
+        if on_result is not None:
+            refused[index] = on_result(index, result)
+    positions = [i for i in range(len(polls)) if i not in refused]
+    wanted = [polls[i].request for i in positions]
+
+    def arrived(index: int, result: FetchResult) -> FetchResult:
+        assert on_result is not None
+        return on_result(positions[index], result)
+
+    fetched = iter(
+        fetcher.fetch_all(
+            wanted, blocked_hosts=blocked, on_result=arrived if on_result else None, backlog=backlog
+        )
+        if wanted
+        else []
+    )
     return [refused[i] if i in refused else next(fetched) for i in range(len(polls))]
 
 
@@ -233,44 +267,163 @@ def _is_due(state: SourceState, now: datetime) -> bool:
     return state.next_check_at is None or state.next_check_at <= now
 
 
-def _ingest(
-    config: AppConfig,
-    storage: Storage,
-    fetcher: Fetcher,
-    shared: _Shared,
-    poll: _Poll,
-    result: FetchResult,
-    now: datetime,
-    rng: random.Random,
-) -> SourceReport:
-    """Parse, normalize and store one source's fetch result (one transaction)."""
-    source, state = poll.source, poll.state
-    read = SourceRead()
-    body_hash = None
-    items: list[Item] = []
-    if result.outcome is FetchOutcome.OK:
-        body_hash = hashlib.sha256(result.body).hexdigest()
-        crawls = source.html is not None and source.html.chain is not None
-        if body_hash == state.body_hash and not crawls:
-            # The server ignored our validators but sent the same bytes: nothing to parse.
-            result = replace(result, outcome=FetchOutcome.NOT_MODIFIED)
-        else:
-            read = read_source(
-                config, source, result, fetcher,
-                is_known=lambda link: bool(storage.known_links([link])),
-                latest_links=storage.latest_links(source.id, 10) if crawls else (),
-            )  # fmt: skip
-            items = _normalize(source, read.base_url, read.entries, now)
+def _wants_workers(config: AppConfig, polls: int) -> bool:
+    settings = config.settings
+    return polls >= settings.parallel_from and worker_count(settings.parse_workers) > 1
+
+
+@dataclass(frozen=True, slots=True)
+class _Cycle:
+    """What every source's poll in one cycle works with."""
+
+    config: AppConfig
+    storage: Storage
+    fetcher: Fetcher
+    shared: _Shared
+    now: datetime
+    rng: random.Random
+    stop: threading.Event | None
+    preparer: Preparer | None
+
+    def stopping(self, left: int) -> bool:
+        if self.stop is None or not self.stop.is_set():
+            return False
+        log.info("stop requested; %d sources left for the next cycle", left)
+        return True
+
+
+@dataclass(frozen=True, slots=True)
+class _Fetched:
+    """One source's fetch result, its body's hash, and its items once prepared."""
+
+    result: FetchResult
+    body_hash: str | None = None
+    body_size: int = 0
+    #: Not modified: a 304, or the same bytes as last time (nothing to parse).
+    unchanged: bool = False
+    #: Being prepared in a worker process (the result's body was handed over).
+    prepared: Future[PreparedSource] | None = None
+
+
+def _fetched(cycle: _Cycle, poll: _Poll, result: FetchResult) -> _Fetched:
+    """Hash the body; hand a changed feed to the worker processes, if there are any."""
+    if result.outcome is not FetchOutcome.OK:
+        return _Fetched(result=result)
+    body_hash = hashlib.sha256(result.body).hexdigest()
+    crawls = poll.source.html is not None and poll.source.html.chain is not None
+    fetched = _Fetched(result=result, body_hash=body_hash, body_size=len(result.body))
+    if body_hash == poll.state.body_hash and not crawls:
+        # The server ignored our validators but sent the same bytes: nothing to parse.
+        return replace(fetched, unchanged=True)
+    if cycle.preparer is not None and poll.source.html is None:
+        prepared = cycle.preparer.submit(poll.source, result, cycle.now)
+        return replace(fetched, result=replace(result, body=b""), prepared=prepared)
+    return fetched
+
+
+def _poll_in_turn(
+    cycle: _Cycle, polls: Sequence[_Poll], blocked: dict[str, datetime]
+) -> list[SourceReport]:
+    """Fetch everything, then prepare and store source by source, in config order."""
+    results = _fetch_first_pages(polls, cycle.fetcher, blocked)
+    reports: list[SourceReport] = []
+    for poll, result in zip(polls, results, strict=True):
+        if cycle.stopping(len(polls) - len(reports)):
+            break
+        reports.append(_ingest(cycle, poll, _fetched(cycle, poll, result)))
+    return reports
+
+
+#: Fetched bodies waiting for a worker or for storage, at most (bounds memory).
+BACKLOG = 64
+
+
+def _poll_in_parallel(
+    cycle: _Cycle, polls: Sequence[_Poll], blocked: dict[str, datetime]
+) -> list[SourceReport]:
+    """Fetch in a thread, prepare in worker processes, store here as results come in:
+    the network, both cores and the database all work at once."""
+    arrived: queue.Queue[tuple[int, _Fetched] | BaseException] = queue.Queue()
+    backlog = threading.Semaphore(BACKLOG)
+
+    def on_result(index: int, result: FetchResult) -> FetchResult:
+        fetched = _fetched(cycle, polls[index], result)
+        arrived.put((index, fetched))
+        return fetched.result
+
+    def fetch() -> None:
+        try:
+            _fetch_first_pages(polls, cycle.fetcher, blocked, on_result=on_result, backlog=backlog)
+        except BaseException as exc:  # handed to the storing thread, which raises it
+            arrived.put(exc)
+
+    fetching = threading.Thread(target=fetch, name="fetch", daemon=True)
+    fetching.start()
+    reports: dict[int, SourceReport] = {}
+    try:
+        while len(reports) < len(polls):
+            if cycle.stopping(len(polls) - len(reports)):
+                break
+            got = arrived.get()
+            if isinstance(got, BaseException):
+                raise got
+            index, fetched = got
+            reports[index] = _ingest(cycle, polls[index], fetched)
+            backlog.release()
+    finally:
+        backlog.release(len(polls))  # let the fetching thread finish whatever happened
+        fetching.join()
+    return [reports[i] for i in sorted(reports)]
+
+
+def _prepared(cycle: _Cycle, poll: _Poll, fetched: _Fetched) -> PreparedSource:
+    """The source's items: from its worker process, or prepared here."""
+    if fetched.prepared is not None:
+        try:
+            return fetched.prepared.result()
+        except BrokenProcessPool:
+            # A worker died (killed, out of memory): the body went with it, so this
+            # source is read again next time; the cycle goes on.
+            log.error("a parse worker died; source=%s is retried next cycle", poll.source.id)
+            return PreparedSource(problem="parse worker died", problem_type="internal")
+    source, result, storage = poll.source, fetched.result, cycle.storage
+    if source.html is None:
+        return prepare_feed(source, result, cycle.now, cycle.shared.topics)
+    crawls = source.html.chain is not None
+    read = read_source(
+        cycle.config, source, result, cycle.fetcher,
+        is_known=lambda link: bool(storage.known_links([link])),
+        latest_links=storage.latest_links(source.id, 10) if crawls else (),
+    )  # fmt: skip
+    return PreparedSource(
+        items=ready_items(source, read.base_url, read.entries, cycle.now, cycle.shared.topics),
+        entries_seen=len(read.entries),
+        ttl_minutes=read.ttl_minutes,
+        problem=read.problem,
+        problem_type=read.problem_type,
+    )
+
+
+def _ingest(cycle: _Cycle, poll: _Poll, fetched: _Fetched) -> SourceReport:
+    """Store one source's prepared items and its polling state (one transaction)."""
+    config, source, state, now = cycle.config, poll.source, poll.state, cycle.now
+    result = fetched.result
+    prepared = PreparedSource()
+    if fetched.unchanged:
+        result = replace(result, outcome=FetchOutcome.NOT_MODIFIED)
+    elif result.outcome is FetchOutcome.OK:
+        prepared = _prepared(cycle, poll, fetched)
 
     update = plan_poll(
         state=state, result=result, base=poll.base, settings=config.settings.schedule,
-        now=now, rng=rng, parse_error=read.problem, problem_type=read.problem_type,
-        ttl_minutes=read.ttl_minutes, body_hash=body_hash,
+        now=now, rng=cycle.rng, parse_error=prepared.problem,
+        problem_type=prepared.problem_type, ttl_minutes=prepared.ttl_minutes,
+        body_hash=fetched.body_hash,
     )  # fmt: skip
     if not poll.request.is_local:
         update = replace(update, host=host_of(poll.request.url))
-    with storage.transaction() as tx:
-        stored = _store_items(tx, shared, items, now, source.name)
+    with cycle.storage.transaction() as tx:
+        stored = _store_items(tx, cycle.shared, prepared.items, now)
         tx.record_poll(update, now)
 
     log.log(
@@ -278,18 +431,18 @@ def _ingest(
         "polled source=%s url=%s outcome=%s status=%s seconds=%.2f bytes=%d entries=%d "
         "new=%d updated=%d next_check=%s%s",
         source.id, poll.request.url, update.outcome.value, result.status, result.duration,
-        len(result.body), len(read.entries), stored.new, stored.updated,
+        fetched.body_size, prepared.entries_seen, stored.new, stored.updated,
         update.next_check_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
         f" error={update.error!r}" if update.error else "",
         extra={"source_id": source.id, "url": poll.request.url, "outcome": update.outcome.value,
                "status": result.status, "duration": round(result.duration, 3),
-               "bytes": len(result.body), "new": stored.new, "updated": stored.updated},
+               "bytes": fetched.body_size, "new": stored.new, "updated": stored.updated},
     )  # fmt: skip
     return SourceReport(
         source_id=source.id,
         outcome=update.outcome,
         error=update.error,
-        entries_seen=len(read.entries),
+        entries_seen=prepared.entries_seen,
         new_items=stored.new,
         updated_items=stored.updated,
     )
@@ -319,7 +472,7 @@ def read_source(
 ) -> SourceRead:
     """Parse a feed, or scrape an html source from its first page on. Never raises for
     the source's own faults: they come back as ``problem``."""
-    base = result.final_url if result.final_url.startswith("http") else (source.home or "")
+    base = feed_base_url(source, result)
     try:
         if source.html is not None:
             pages = PageFetcher(config=config, source=source, fetcher=fetcher)
@@ -336,21 +489,6 @@ def read_source(
     if parsed.warning:
         log.debug("feed warning source=%s: %s", source.id, parsed.warning)
     return SourceRead(entries=parsed.entries, ttl_minutes=parsed.ttl_minutes, base_url=base)
-
-
-def _normalize(
-    source: SourceConfig, base: str, entries: Sequence[ParsedEntry], now: datetime
-) -> list[Item]:
-    zone = ZoneInfo(source.timezone)
-    items: list[Item] = []
-    seen_keys: set[str] = set()
-    for entry in entries:
-        item = normalize_entry(entry, source_id=source.id, base_url=base, timezone=zone, now=now)
-        # A feed listing one story twice keeps its first (newest) version.
-        if item is not None and seen_keys.isdisjoint(item.keys):
-            seen_keys.update(item.keys)
-            items.append(item)
-    return items
 
 
 @dataclass(slots=True)
@@ -392,7 +530,7 @@ def _find_story(
 ) -> StoryJoin:
     """Near-duplicate check: the most similar recent story, or none. ``pending`` holds
     the texts of this batch's items, not written yet."""
-    best = StoryJoin(signature=signature_bytes(minhash))
+    best = StoryJoin()
     candidates = stories.candidates(minhash, item.published_at)
     if not candidates:
         return best
@@ -407,22 +545,18 @@ def _find_story(
 
 
 def _store_items(
-    tx: Transaction,
-    shared: _Shared,
-    items: Sequence[Item],
-    now: datetime,
-    source_name: str = "",
+    tx: Transaction, shared: _Shared, ready: Sequence[ReadyItem], now: datetime
 ) -> _Stored:
-    topics = shared.topics
     updated = 0
     batch: list[NewItem] = []
     pending: dict[int, tuple[str, str, int]] = {}
-    # One look-up for the whole batch: the feed's items never share keys (see _normalize).
-    known = tx.known_items([key for item in items for key in item.keys])
-    for item in items:
+    # One look-up for the whole batch: the feed's items never share keys (see
+    # normalize_items).
+    known = tx.known_items([key for r in ready for key in r.item.keys])
+    for item, topics, signature_data in ((r.item, r.topics, r.signature) for r in ready):
         decision = decide(item, known)
         if decision.action is Action.INSERT:
-            minhash = signature(shingles(item.title, item.summary_text))
+            minhash = signature_from_bytes(signature_data)
             story = _find_story(tx, shared.stories, item, minhash, pending)
             item_id = tx.reserve_id("items")
             new_story = story.story_id is None
@@ -430,8 +564,8 @@ def _store_items(
             assert story_id is not None
             batch.append(NewItem(
                 item_id=item_id, item=item, story_id=story_id, new_story=new_story,
-                similarity=story.similarity, via=story.via, signature=story.signature,
-                topics=categorize(item, topics, source_name),
+                similarity=story.similarity, via=story.via, signature=signature_data,
+                topics=topics,
             ))  # fmt: skip
             pending[item_id] = (item.title, item.summary_text, story_id)
             shared.stories.add(item_id, minhash, item.published_at)
@@ -442,7 +576,7 @@ def _store_items(
             tx.add_source(decision.item_id, item, now)
         elif decision.action is Action.UPDATE:
             tx.update_item(decision.item_id, item)
-            tx.set_topics(decision.item_id, categorize(item, topics, source_name))
+            tx.set_topics(decision.item_id, topics)
             updated += 1
     tx.insert_items(batch, now)
     return _Stored(new=len(batch), updated=updated)
@@ -544,9 +678,9 @@ def try_source(config: AppConfig, source: SourceConfig, *, fetcher: Fetcher | No
     if fetched.outcome is FetchOutcome.OK:
         read = read_source(config, source, fetched, fetcher, is_known=lambda _link: False)
     topics = compile_topics(config.topics, config.rule_sets)
-    items = _normalize(source, read.base_url, read.entries, now)
+    ready = ready_items(source, read.base_url, read.entries, now, topics)
     return Trial(
         fetched=fetched,
         read=read,
-        items=tuple((item, tuple(m.slug for m in categorize(item, topics))) for item in items),
+        items=tuple((r.item, tuple(m.slug for m in r.topics)) for r in ready),
     )

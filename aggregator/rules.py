@@ -195,7 +195,7 @@ class TermIndex:
                 for char in self._cjk_by_char.keys() & set(field.lower):
                     for term in self._cjk_by_char[char]:
                         names = unfound(term, name)
-                        if names is not None and term.substring in field.lower:
+                        if names is not None and term.search(field):
                             names.append(name)
             for term in self._regex:
                 names = unfound(term, name)

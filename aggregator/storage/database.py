@@ -694,13 +694,16 @@ class Transaction:
         ``story`` names none (``insert_items`` for a batch)."""
         story = story or StoryJoin()
         item_id = self.reserve_id("items")
-        new_story = story.story_id is None
+        story_id = story.story_id
+        new_story = story_id is None
+        if story_id is None:
+            story_id = self.reserve_id("stories")
         self.insert_items(
             [
                 NewItem(
                     item_id=item_id,
                     item=item,
-                    story_id=self.reserve_id("stories") if new_story else story.story_id,
+                    story_id=story_id,
                     new_story=new_story,
                     similarity=story.similarity,
                     via=story.via,

@@ -1,0 +1,163 @@
+"""A fetched body -> items ready to store: parse, normalize, categorize, and the
+near-duplicate signature. These stages need neither the database nor the network.
+
+That makes them the part of a cycle that can leave the polling process: with many
+sources a ``Preparer`` runs them in worker processes, so both cores parse while the
+polling process keeps fetching and storing. Parsing, not the network, is where a cold
+cycle's time goes (see the README's design notes). A small cycle prepares inline.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from aggregator.categorize import CompiledTopic, categorize, compile_topics
+from aggregator.cluster import shingles, signature, signature_bytes
+from aggregator.config import RuleSet, SourceConfig, TopicConfig
+from aggregator.errors import ParseError
+from aggregator.models import FetchResult, Item, ParsedEntry, TopicMatch
+from aggregator.normalize import normalize_entry
+from aggregator.parse import parse_feed
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ReadyItem:
+    """A normalized item with its topics and MinHash signature, ready to store."""
+
+    item: Item
+    topics: tuple[TopicMatch, ...]
+    signature: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedSource:
+    """What one source's fetch yielded, ready to store."""
+
+    items: tuple[ReadyItem, ...] = ()
+    entries_seen: int = 0
+    ttl_minutes: int | None = None
+    #: Why the body could not be read, or a selector problem (items are still kept).
+    problem: str | None = None
+    problem_type: str = "parse"
+
+
+def normalize_items(
+    source: SourceConfig, base: str, entries: Sequence[ParsedEntry], now: datetime
+) -> list[Item]:
+    zone = ZoneInfo(source.timezone)
+    items: list[Item] = []
+    seen_keys: set[str] = set()
+    for entry in entries:
+        item = normalize_entry(entry, source_id=source.id, base_url=base, timezone=zone, now=now)
+        # A feed listing one story twice keeps its first (newest) version.
+        if item is not None and seen_keys.isdisjoint(item.keys):
+            seen_keys.update(item.keys)
+            items.append(item)
+    return items
+
+
+def ready_items(
+    source: SourceConfig,
+    base: str,
+    entries: Sequence[ParsedEntry],
+    now: datetime,
+    topics: Sequence[CompiledTopic],
+) -> tuple[ReadyItem, ...]:
+    """Normalize, categorize and sign every entry of one source."""
+    return tuple(
+        ReadyItem(
+            item=item,
+            topics=categorize(item, topics, source.name),
+            signature=signature_bytes(signature(shingles(item.title, item.summary_text))),
+        )
+        for item in normalize_items(source, base, entries, now)
+    )
+
+
+def feed_base_url(source: SourceConfig, result: FetchResult) -> str:
+    """What relative links in a feed resolve against."""
+    return result.final_url if result.final_url.startswith("http") else (source.home or "")
+
+
+def prepare_feed(
+    source: SourceConfig, result: FetchResult, now: datetime, topics: Sequence[CompiledTopic]
+) -> PreparedSource:
+    """Parse a feed body and prepare its items. Never raises for the feed's own faults:
+    they come back as ``problem``."""
+    try:
+        parsed = parse_feed(result)
+    except ParseError as exc:
+        return PreparedSource(problem=exc.message)
+    if parsed.warning:
+        log.debug("feed warning source=%s: %s", source.id, parsed.warning)
+    return PreparedSource(
+        items=ready_items(source, feed_base_url(source, result), parsed.entries, now, topics),
+        entries_seen=len(parsed.entries),
+        ttl_minutes=parsed.ttl_minutes,
+    )
+
+
+# --- worker processes --------------------------------------------------------------
+
+_worker_topics: tuple[CompiledTopic, ...] = ()
+
+
+def _start_worker(topics: Sequence[TopicConfig], rule_sets: Mapping[str, RuleSet]) -> None:
+    global _worker_topics
+    _worker_topics = compile_topics(topics, rule_sets)
+
+
+def _prepare_in_worker(source: SourceConfig, result: FetchResult, now: datetime) -> PreparedSource:
+    return prepare_feed(source, result, now, _worker_topics)
+
+
+class Preparer:
+    """A pool of worker processes preparing feed bodies, for one taxonomy.
+
+    Workers fork from a clean server process (``forkserver``) with this module already
+    imported: fast to start, and safe in a daemon whose other threads may hold locks."""
+
+    def __init__(
+        self,
+        topics: Sequence[TopicConfig],
+        rule_sets: Mapping[str, RuleSet],
+        workers: int,
+    ) -> None:
+        self.rules = (tuple(topics), dict(rule_sets))
+        self.workers = workers
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload([__name__])
+        self._pool = ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=context,
+            initializer=_start_worker,
+            initargs=(self.rules[0], self.rules[1]),
+        )
+
+    def submit(
+        self, source: SourceConfig, result: FetchResult, now: datetime
+    ) -> Future[PreparedSource]:
+        return self._pool.submit(_prepare_in_worker, source, result, now)
+
+    def serves(self, topics: Sequence[TopicConfig], rule_sets: Mapping[str, RuleSet]) -> bool:
+        """Whether this pool categorizes with these rules (a reload may change them)."""
+        return self.rules == (tuple(topics), dict(rule_sets))
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def worker_count(configured: int) -> int:
+    """``parse_workers`` as a number: 0 means one per CPU this process may use."""
+    if configured:
+        return configured
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
