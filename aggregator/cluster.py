@@ -3,12 +3,15 @@
 Exact dedupe (same canonical link or permalink guid, ``dedupe.py``) stays the first and
 cheapest test. An item that is new by those keys is compared here with the items of
 the last ``cluster.window`` days: its normalized title and text become shingles (word
-pairs for Latin text, character pairs for Chinese), a MinHash of them finds candidates
-in an LSH index (datasketch), and the exact Jaccard similarity of the shingle sets
-decides. Short texts need stronger evidence: below ``short_text`` shingles the
+pairs for Latin text, character pairs for Chinese), a MinHash of them (datasketch)
+cut into LSH bands finds candidates, and the exact Jaccard similarity of the shingle
+sets decides. Short texts need stronger evidence: below ``short_text`` shingles the
 threshold rises by ``short_text_margin``.
 
-Pure except for ``StoryIndex``, the in-memory LSH rebuilt from persisted signatures.
+The LSH index lives in the database (``item_bands``: one row per band of each
+item), not in memory: memory stays flat however many items the window holds, a
+restart rebuilds nothing, and several workers sharing one database see each other's
+items. Pure; storage does the look-ups.
 """
 
 from __future__ import annotations
@@ -21,11 +24,23 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 import numpy as np
-from datasketch import MinHash, MinHashLSH
+from datasketch import MinHash
 
 from aggregator.models import StoredItem
 
 NUM_PERM = 128
+#: LSH bands x rows per band (= NUM_PERM). Two items become candidates when all the rows
+#: of any one band agree: likely from a Jaccard similarity of about 0.4 up (datasketch's
+#: optimum for a 0.35 threshold). The exact check decides; this only finds candidates.
+#: Changing them needs a migration rebuilding item_bands.
+BANDS, ROWS = 32, 4
+# Odd 64-bit multipliers folding a band's ROWS values into one key, and a per-band
+# offset so equal values in different bands never meet.
+_ROW_MULTIPLIERS = np.array(
+    [0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0xD6E8FEB86659FD93],
+    dtype=np.uint64,
+)
+_BAND_OFFSETS = np.arange(BANDS, dtype=np.uint64) * np.uint64(0xFF51AFD7ED558CCD)
 #: datasketch's 32-bit hashing scheme: stored signatures must be read with the same one.
 SCHEME = "affine32"
 _CJK = "\u2e80-\u9fff\uac00-\ud7af\uf900-\ufaff"
@@ -161,41 +176,12 @@ def primary(members: Sequence[Member]) -> Member:
     return min(pool, key=lambda m: (m.published_at, -m.priority, m.item_id))
 
 
-class StoryIndex:
-    """Signatures of recent items in an LSH index, to find a new item's candidates."""
-
-    def __init__(self, settings: ClusterSettings) -> None:
-        self.settings = settings
-        # The LSH finds candidates down to the lowest threshold; the exact check decides.
-        self._lsh = MinHashLSH(threshold=max(0.1, settings.threshold - 0.1), num_perm=NUM_PERM)
-        self._published: dict[int, datetime] = {}
-
-    def __len__(self) -> int:
-        return len(self._published)
-
-    def add(self, item_id: int, minhash: MinHash, published_at: datetime) -> None:
-        if item_id in self._published:
-            return
-        self._lsh.insert(item_id, minhash)
-        self._published[item_id] = published_at
-
-    def prune(self, older_than: datetime) -> int:
-        """Forget items published before ``older_than`` (nothing new can join them), so a
-        daemon running for months holds only recent signatures. Returns how many."""
-        old = [item_id for item_id, published in self._published.items() if published < older_than]
-        for item_id in old:
-            self._lsh.remove(item_id)
-            del self._published[item_id]
-        return len(old)
-
-    def candidates(self, minhash: MinHash, published_at: datetime) -> list[int]:
-        """Items that may be the same story, published within the window of ``published_at``."""
-        window = self.settings.window
-        return sorted(
-            item_id
-            for item_id in self._lsh.query(minhash)
-            if abs(self._published[item_id] - published_at) <= window
-        )
+def band_keys(signature_data: bytes) -> list[int]:
+    """The item's LSH band keys (as signed 63-bit integers, which every database stores)
+    from its persisted signature."""
+    values = np.frombuffer(signature_data, dtype=np.uint32).astype(np.uint64)
+    folded = (values.reshape(BANDS, ROWS) * _ROW_MULTIPLIERS).sum(axis=1) ^ _BAND_OFFSETS
+    return [int(key) for key in folded >> np.uint64(1)]
 
 
 def story_entry(

@@ -10,10 +10,6 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from aggregator.cluster import StoryIndex
 
 
 class FetchOutcome(enum.StrEnum):
@@ -271,8 +267,6 @@ class CycleReport:
     files_unchanged: int
     #: Feeds that could not be written (full disk, permissions); old files stay intact.
     publish_errors: tuple[str, ...] = ()
-    #: The near-duplicate index after the cycle, for the next one to reuse.
-    stories: StoryIndex | None = None
 
     @property
     def new_items(self) -> int:

@@ -23,16 +23,13 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from datasketch import MinHash
-
 from aggregator import __version__
 from aggregator.categorize import CompiledTopic, compile_topics
 from aggregator.cluster import (
     ClusterSettings,
-    StoryIndex,
+    band_keys,
     same_story,
     shingles,
-    signature_from_bytes,
     story_entry,
 )
 from aggregator.config import AppConfig, SourceConfig
@@ -56,6 +53,7 @@ from aggregator.prepare import (
     PreparedSource,
     Preparer,
     ReadyItem,
+    Workers,
     feed_base_url,
     prepare_feed,
     ready_items,
@@ -86,22 +84,18 @@ def run_cycle(
     due_only: bool = False,
     stop: threading.Event | None = None,
     rng: random.Random | None = None,
-    stories: StoryIndex | None = None,
-    preparer: Preparer | None = None,
+    workers: Workers | None = None,
 ) -> CycleReport:
     """Poll the enabled sources (only those due, if ``due_only``), store what is new,
     and republish every topic. ``stop`` ends the cycle after the current source.
-    ``preparer``: worker processes to parse in (the daemon keeps one across cycles);
-    without one, a big cycle starts its own."""
+    ``workers``: parse worker processes to use when the cycle is big enough (the
+    daemon keeps them across cycles); without, a big cycle starts and stops its own."""
     now = now or datetime.now(UTC)
     rng = rng or random.Random()
     fetcher = fetcher or Fetcher(config.settings.fetch, config.user_agent)
     topics = compile_topics(config.topics, config.rule_sets)
     cluster_settings = config.settings.cluster.settings()
-    if stories is not None and stories.settings != cluster_settings:
-        stories = None  # the settings changed: rebuild
-    shared = _Shared(topics=topics, storage=storage, settings=cluster_settings, now=now,
-                     index=stories)  # fmt: skip
+    shared = _Shared(topics=topics, storage=storage, settings=cluster_settings, now=now)
 
     with storage.transaction() as tx:
         tx.sync_sources(config.sources)
@@ -123,20 +117,17 @@ def run_cycle(
         )
         if source.enabled and (not due_only or _is_due(state, now)):
             polls.append(_plan(config, source, state, recent.get(source.id, 0), now))
-    own_preparer = None
-    if preparer is None and _wants_workers(config, len(polls)):
-        settings = config.settings
-        preparer = own_preparer = Preparer(
-            config.topics, config.rule_sets, worker_count(settings.parse_workers)
-        )
+    own_workers = workers is None
+    workers = workers or Workers()
+    preparer = workers.preparer(config) if _wants_workers(config, len(polls)) else None
     try:
         poll_sources = _poll_in_parallel if preparer is not None else _poll_in_turn
         cycle = _Cycle(config=config, storage=storage, fetcher=fetcher, shared=shared,
                        now=now, rng=rng, stop=stop, preparer=preparer)  # fmt: skip
         reports = poll_sources(cycle, polls, blocked)
     finally:
-        if own_preparer is not None:
-            own_preparer.close()
+        if own_workers:
+            workers.close()
     changed = any(r.new_items or r.updated_items for r in reports) or bool(
         recategorized and recategorized.changed
     )
@@ -148,8 +139,7 @@ def run_cycle(
         or _output_missing(config)
         or storage.meta(PUBLISH_FINGERPRINT) != publish_fingerprint(config)
     )
-    report = _report(config, storage, tuple(reports), publish=publish)
-    return replace(report, stories=shared.index)
+    return _report(config, storage, tuple(reports), publish=publish)
 
 
 @dataclass(frozen=True, slots=True)
@@ -499,46 +489,41 @@ class _Shared:
     storage: Storage
     settings: ClusterSettings
     now: datetime
-    #: Built on first use: an all-304 cycle never needs it.
-    index: StoryIndex | None = None
     pruned: bool = False
 
-    @property
-    def stories(self) -> StoryIndex:
-        if self.index is None:
-            self.index = load_story_index(self.storage, self.settings, self.now)
-        if not self.pruned:  # once a cycle: forget what nothing new can join
-            self.index.prune(self.now - self.settings.window * 2)
+    def prune_once(self) -> None:
+        """Once a cycle that stores something: forget band rows nothing new can join."""
+        if not self.pruned:
+            self.storage.prune_bands(self.now - self.settings.window * 2)
             self.pruned = True
-        return self.index
 
 
-def load_story_index(storage: Storage, settings: ClusterSettings, now: datetime) -> StoryIndex:
-    """The LSH index of recent items, rebuilt from their persisted signatures."""
-    index = StoryIndex(settings)
-    for item_id, published, data in storage.signatures_since(now - settings.window * 2):
-        index.add(item_id, signature_from_bytes(data), published)
-    return index
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    """An item of the batch being stored, not written yet."""
+
+    title: str
+    text: str
+    story_id: int
+    published_at: datetime
 
 
 def _find_story(
     tx: Transaction,
-    stories: StoryIndex,
+    settings: ClusterSettings,
     item: Item,
-    minhash: MinHash,
-    pending: dict[int, tuple[str, str, int]],
+    candidates: set[int],
+    pending: dict[int, _Pending],
 ) -> StoryJoin:
-    """Near-duplicate check: the most similar recent story, or none. ``pending`` holds
-    the texts of this batch's items, not written yet."""
-    best = StoryJoin()
-    candidates = stories.candidates(minhash, item.published_at)
+    """The most similar recent story among the LSH ``candidates``, or none."""
     if not candidates:
-        return best
-    texts = {c: pending[c] for c in candidates if c in pending}
-    texts.update(tx.item_texts(c for c in candidates if c not in pending))
+        return StoryJoin()
+    texts = {c: (p.title, p.text, p.story_id) for c in candidates if (p := pending.get(c))}
+    texts.update(tx.item_texts(sorted(c for c in candidates if c not in pending)))
     mine = shingles(item.title, item.summary_text)
-    for candidate, (title, text, story_id) in texts.items():
-        same, similarity = same_story(mine, shingles(title, text), stories.settings)
+    best = StoryJoin()
+    for candidate, (title, text, story_id) in sorted(texts.items()):
+        same, similarity = same_story(mine, shingles(title, text), settings)
         if same and similarity > (best.similarity or 0.0):
             best = replace(best, story_id=story_id, similarity=similarity, via=candidate)
     return best
@@ -548,38 +533,68 @@ def _store_items(
     tx: Transaction, shared: _Shared, ready: Sequence[ReadyItem], now: datetime
 ) -> _Stored:
     updated = 0
-    batch: list[NewItem] = []
-    pending: dict[int, tuple[str, str, int]] = {}
     # One look-up for the whole batch: the feed's items never share keys (see
     # normalize_items).
     known = tx.known_items([key for r in ready for key in r.item.keys])
-    for item, topics, signature_data in ((r.item, r.topics, r.signature) for r in ready):
-        decision = decide(item, known)
+    decisions = [decide(r.item, known) for r in ready]
+    fresh = [r for r, d in zip(ready, decisions, strict=True) if d.action is Action.INSERT]
+    batch = _new_items(tx, shared, fresh) if fresh else []
+    for r, decision in zip(ready, decisions, strict=True):
         if decision.action is Action.INSERT:
-            minhash = signature_from_bytes(signature_data)
-            story = _find_story(tx, shared.stories, item, minhash, pending)
-            item_id = tx.reserve_id("items")
-            new_story = story.story_id is None
-            story_id = tx.reserve_id("stories") if new_story else story.story_id
-            assert story_id is not None
-            batch.append(NewItem(
-                item_id=item_id, item=item, story_id=story_id, new_story=new_story,
-                similarity=story.similarity, via=story.via, signature=signature_data,
-                topics=topics,
-            ))  # fmt: skip
-            pending[item_id] = (item.title, item.summary_text, story_id)
-            shared.stories.add(item_id, minhash, item.published_at)
             continue
         assert decision.item_id is not None
         tx.add_keys(decision.item_id, decision.new_keys)
         if decision.action is Action.ADD_SOURCE:
-            tx.add_source(decision.item_id, item, now)
+            tx.add_source(decision.item_id, r.item, now)
         elif decision.action is Action.UPDATE:
-            tx.update_item(decision.item_id, item)
-            tx.set_topics(decision.item_id, topics)
+            tx.update_item(decision.item_id, r.item)
+            tx.set_topics(decision.item_id, r.topics)
             updated += 1
     tx.insert_items(batch, now)
     return _Stored(new=len(batch), updated=updated)
+
+
+def _new_items(tx: Transaction, shared: _Shared, fresh: Sequence[ReadyItem]) -> list[NewItem]:
+    """Ids and stories for a batch of new items: LSH candidates from one query for the
+    whole batch, plus the batch's own earlier items, checked exactly."""
+    shared.prune_once()
+    window = shared.settings.window
+    bands = [tuple(band_keys(r.signature)) for r in fresh]
+    published = [r.item.published_at for r in fresh]
+    stored = tx.band_matches(
+        (key for keys in bands for key in keys), min(published) - window, max(published) + window
+    )
+    in_batch: dict[int, list[int]] = {}
+    pending: dict[int, _Pending] = {}
+    batch: list[NewItem] = []
+    for ready, keys in zip(fresh, bands, strict=True):
+        item = ready.item
+        candidates = {
+            item_id
+            for key in keys
+            for item_id, when in stored.get(key, ())
+            if abs(when - item.published_at) <= window
+        }
+        candidates.update(
+            item_id
+            for key in keys
+            for item_id in in_batch.get(key, ())
+            if abs(pending[item_id].published_at - item.published_at) <= window
+        )
+        story = _find_story(tx, shared.settings, item, candidates, pending)
+        item_id = tx.reserve_id("items")
+        story_id = story.story_id
+        if story_id is None:
+            story_id = tx.reserve_id("stories")
+        batch.append(NewItem(
+            item_id=item_id, item=item, story_id=story_id, new_story=story.story_id is None,
+            similarity=story.similarity, via=story.via, signature=ready.signature, bands=keys,
+            topics=ready.topics,
+        ))  # fmt: skip
+        pending[item_id] = _Pending(item.title, item.summary_text, story_id, item.published_at)
+        for key in keys:
+            in_batch.setdefault(key, []).append(item_id)
+    return batch
 
 
 def _report(

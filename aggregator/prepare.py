@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 
 from aggregator.categorize import CompiledTopic, categorize, compile_topics
 from aggregator.cluster import shingles, signature, signature_bytes
-from aggregator.config import RuleSet, SourceConfig, TopicConfig
+from aggregator.config import AppConfig, RuleSet, SourceConfig, TopicConfig
 from aggregator.errors import ParseError
 from aggregator.models import FetchResult, Item, ParsedEntry, TopicMatch
 from aggregator.normalize import normalize_entry
@@ -154,6 +154,32 @@ class Preparer:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+class Workers:
+    """The parse workers of a process: started on the first cycle big enough to need
+    them, kept for the next ones (the daemon), restarted when the topic rules or the
+    worker count change, stopped by ``close``."""
+
+    def __init__(self) -> None:
+        self._preparer: Preparer | None = None
+
+    def preparer(self, config: AppConfig) -> Preparer:
+        count = worker_count(config.settings.parse_workers)
+        current = self._preparer
+        if (
+            current is None
+            or current.workers != count
+            or not current.serves(config.topics, config.rule_sets)
+        ):
+            self.close()
+            current = self._preparer = Preparer(config.topics, config.rule_sets, count)
+        return current
+
+    def close(self) -> None:
+        if self._preparer is not None:
+            self._preparer.close()
+            self._preparer = None
 
 
 def worker_count(configured: int) -> int:

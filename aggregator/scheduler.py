@@ -24,10 +24,10 @@ from types import FrameType
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from aggregator.cluster import StoryIndex
 from aggregator.config import AppConfig, load_config
 from aggregator.errors import AggregatorError, ConfigError
 from aggregator.pipeline import run_cycle
+from aggregator.prepare import Workers
 from aggregator.storage import Storage
 
 log = logging.getLogger(__name__)
@@ -92,8 +92,8 @@ def run_daemon(config: AppConfig, storage: Storage, stop: threading.Event | None
     """Poll due sources until SIGINT/SIGTERM (or ``stop`` is set), then return."""
     stop = stop or threading.Event()
     watcher = ConfigWatcher(config)
-    # The near-duplicate index lives as long as the daemon: built once, then kept current.
-    state: dict[str, StoryIndex | None] = {"stories": None}
+    # Parse workers live as long as the daemon once a big cycle started them.
+    workers = Workers()
     scheduler = BackgroundScheduler(
         timezone=UTC,
         job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
@@ -105,10 +105,7 @@ def run_daemon(config: AppConfig, storage: Storage, stop: threading.Event | None
                 JOB_ID, trigger=IntervalTrigger(seconds=tick_seconds(watcher.config), timezone=UTC)
             )
         try:
-            report = run_cycle(
-                watcher.config, storage, due_only=True, stop=stop, stories=state["stories"]
-            )
-            state["stories"] = report.stories
+            report = run_cycle(watcher.config, storage, due_only=True, stop=stop, workers=workers)
         except AggregatorError as exc:  # e.g. the disk is full: log, retry next tick
             log.error("cycle failed: %s", exc)
             return
@@ -149,6 +146,7 @@ def run_daemon(config: AppConfig, storage: Storage, stop: threading.Event | None
             pass
     finally:
         scheduler.shutdown(wait=True)  # lets a running cycle finish its current source
+        workers.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         log.info("daemon stopped")

@@ -241,3 +241,24 @@ def test_prune_forgets_old_items_a_feed_no_longer_shows(storage: Storage) -> Non
     # The tombstone keeps its keys: the story cannot come back as new.
     with storage.transaction() as tx:
         assert tx.known_items(["link:https://x.org/0"])["link:https://x.org/0"].item_id == ids[0]
+
+
+def test_band_matches_keep_to_the_window_and_old_bands_are_pruned(storage: Storage) -> None:
+    with storage.transaction() as tx:
+        recent = tx.insert_item(item(), NOW)
+        old = tx.insert_item(item(keys=("link:https://x.org/old",)), NOW)
+    with storage.transaction() as tx:
+        tx.insert_items([], NOW)  # an empty batch writes nothing
+    bands = storage._t["item_bands"]  # written here directly: insert_items is tested above
+    with storage._engine.begin() as connection:
+        connection.execute(bands.insert(), [
+            {"band_key": 7, "item_id": recent, "published_at": NOW},
+            {"band_key": 7, "item_id": old, "published_at": NOW - timedelta(days=40)},
+            {"band_key": 8, "item_id": old, "published_at": NOW - timedelta(days=40)},
+        ])  # fmt: skip
+    with storage.transaction() as tx:
+        window = tx.band_matches([7, 8, 9], NOW - timedelta(days=14), NOW + timedelta(days=14))
+    assert window == {7: [(recent, NOW)]}
+    assert storage.prune_bands(NOW - timedelta(days=28)) == 2
+    with storage.transaction() as tx:
+        assert tx.band_matches([7, 8], NOW - timedelta(days=99), NOW) == {7: [(recent, NOW)]}

@@ -59,6 +59,8 @@ class NewItem:
     similarity: float | None = None
     via: int | None = None
     signature: bytes | None = None
+    #: Its LSH band keys (``cluster.band_keys`` of the signature).
+    bands: tuple[int, ...] = ()
     topics: tuple[TopicMatch, ...] = ()
 
     @property
@@ -87,6 +89,9 @@ def _topic_row(item_id: int, match: TopicMatch) -> dict[str, Any]:
         "hits": json.dumps(hits, ensure_ascii=False),
     }
 
+
+#: Values per IN (...) list, well under every engine's limit on bound parameters.
+_MAX_IN = 900
 
 # Namespace for public ids: uuid5 of an item's first key, so an id is reproducible
 # from the data and never changes once the item is stored.
@@ -360,6 +365,16 @@ class Storage:
                 .values(summary_html="", summary_text="", categories="[]")
             )
         return len(old)
+
+    def prune_bands(self, older_than: datetime) -> int:
+        """Drop LSH band rows of items published before ``older_than``: nothing new can
+        join their stories any more. Returns how many rows went."""
+        bands = self._t["item_bands"]
+        with _storage_errors("pruning the story index"), self._engine.begin() as connection:
+            result = connection.execute(
+                bands.delete().where(bands.c.published_at < _to_db(older_than))
+            )
+        return int(result.rowcount or 0)
 
     def meta(self, key: str) -> str | None:
         meta = self._t["meta"]
@@ -685,6 +700,13 @@ class Transaction:
         ]
         if signatures:
             self._c.execute(self._t["item_signatures"].insert(), signatures)
+        bands = [
+            {"band_key": key, "item_id": new.item_id, "published_at": _to_db(new.item.published_at)}
+            for new in batch
+            for key in new.bands
+        ]
+        if bands:
+            self._c.execute(self._t["item_bands"].insert(), bands)
         topics = [_topic_row(new.item_id, match) for new in batch for match in new.topics]
         if topics:
             self._c.execute(self._t["item_topics"].insert(), topics)
@@ -713,6 +735,26 @@ class Transaction:
             now,
         )
         return item_id
+
+    def band_matches(
+        self, keys: Iterable[int], since: datetime, until: datetime
+    ) -> dict[int, list[tuple[int, datetime]]]:
+        """Stored items published between ``since`` and ``until`` sharing an LSH band
+        key with ``keys``: key -> [(item id, published)]."""
+        bands = self._t["item_bands"]
+        keys = list(dict.fromkeys(keys))
+        found: dict[int, list[tuple[int, datetime]]] = {}
+        for start in range(0, len(keys), _MAX_IN):
+            rows = self._c.execute(
+                sa.select(bands.c.band_key, bands.c.item_id, bands.c.published_at).where(
+                    bands.c.band_key.in_(keys[start : start + _MAX_IN]),
+                    bands.c.published_at >= _to_db(since),
+                    bands.c.published_at <= _to_db(until),
+                )
+            )
+            for key, item_id, published in rows:
+                found.setdefault(key, []).append((item_id, _from_db_required(published)))
+        return found
 
     def item_texts(self, item_ids: Iterable[int]) -> dict[int, tuple[str, str, int]]:
         """Title, summary text and story of each item (for the near-duplicate check)."""

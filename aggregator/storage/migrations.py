@@ -176,6 +176,39 @@ def _v5_stories(connection: sa.Connection) -> None:
     )
 
 
+def _v6_item_bands(connection: sa.Connection) -> None:
+    """Issue 8: the LSH index moves from memory into the database (see cluster.py)."""
+    from aggregator.cluster import band_keys  # the band scheme of this migration's time
+
+    metadata = sa.MetaData()
+    bands = sa.Table(
+        "item_bands",
+        metadata,
+        sa.Column("band_key", sa.BigInteger, nullable=False, index=True),
+        sa.Column("item_id", sa.Integer, nullable=False),  # items.id
+        # Copied from the item: candidates are looked up within a time window.
+        sa.Column("published_at", sa.DateTime(timezone=True), nullable=False, index=True),
+    )
+    metadata.create_all(connection)
+    items = sa.table("items", sa.column("id"), sa.column("published_at", bands.c.published_at.type))
+    signatures = sa.table("item_signatures", sa.column("item_id"), sa.column("signature"))
+    found = connection.execute(
+        sa.select(signatures.c.item_id, signatures.c.signature, items.c.published_at).join(
+            items, items.c.id == signatures.c.item_id
+        )
+    )
+    rows = found.all() if found is not None else []  # None: a mock engine compiling SQL
+    for start in range(0, len(rows), 500):
+        connection.execute(
+            bands.insert(),
+            [
+                {"band_key": key, "item_id": item_id, "published_at": published_at}
+                for item_id, data, published_at in rows[start : start + 500]
+                for key in band_keys(data)
+            ],
+        )
+
+
 #: Every migration ever shipped, in order. Append only.
 MIGRATIONS: tuple[Migration, ...] = (
     _v1_initial,
@@ -183,6 +216,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     _v3_original_publisher,
     _v4_meta,
     _v5_stories,
+    _v6_item_bands,
 )
 
 _VERSIONS = sa.Table(
