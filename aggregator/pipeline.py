@@ -10,12 +10,14 @@ its row and the cycle goes on; only storage failures end it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import queue
 import random
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
@@ -122,9 +124,15 @@ def run_cycle(
     preparer = workers.preparer(config) if _wants_workers(config, len(polls)) else None
     try:
         poll_sources = _poll_in_parallel if preparer is not None else _poll_in_turn
+        writes = _GroupCommit(storage)
         cycle = _Cycle(config=config, storage=storage, fetcher=fetcher, shared=shared,
-                       now=now, rng=rng, stop=stop, preparer=preparer)  # fmt: skip
-        reports = poll_sources(cycle, polls, blocked)
+                       now=now, rng=rng, stop=stop, preparer=preparer, writes=writes)  # fmt: skip
+        try:
+            reports = poll_sources(cycle, polls, blocked)
+        except BaseException as exc:
+            writes.rollback(exc)
+            raise
+        writes.commit()
     finally:
         if own_workers:
             workers.close()
@@ -274,12 +282,54 @@ class _Cycle:
     rng: random.Random
     stop: threading.Event | None
     preparer: Preparer | None
+    writes: _GroupCommit
 
     def stopping(self, left: int) -> bool:
         if self.stop is None or not self.stop.is_set():
             return False
         log.info("stop requested; %d sources left for the next cycle", left)
         return True
+
+
+class _GroupCommit:
+    """Several sources' writes in one transaction, committed once enough items or time
+    went in, and at the end. Every source's items commit together with its polling
+    state, so a crash loses whole polls, which are simply polled again.
+
+    Why not one transaction per source: each new item adds 32 rows at random places
+    of the story index; committing those per source rewrote the same index pages
+    hundreds of times (20 ms a commit at 300 sources, half the cycle)."""
+
+    def __init__(self, storage: Storage, *, max_items: int = 5000, max_seconds: float = 2.0):
+        self._storage = storage
+        self._max_items, self._max_seconds = max_items, max_seconds
+        self._open: contextlib.ExitStack | None = None
+        self._tx: Transaction | None = None
+        self._items = 0
+        self._since = 0.0
+
+    def transaction(self) -> Transaction:
+        if self._tx is None:
+            self._open = contextlib.ExitStack()
+            self._tx = self._open.enter_context(self._storage.transaction())
+            self._items, self._since = 0, time.monotonic()
+        return self._tx
+
+    def stored(self, items: int) -> None:
+        """One source's writes are in; commit if the group is big or old enough."""
+        self._items += items
+        if self._items >= self._max_items or time.monotonic() - self._since >= self._max_seconds:
+            self.commit()
+
+    def commit(self) -> None:
+        if self._open is not None:
+            open_, self._open, self._tx = self._open, None, None
+            open_.close()
+
+    def rollback(self, exc: BaseException) -> None:
+        if self._open is not None:
+            open_, self._open, self._tx = self._open, None, None
+            open_.__exit__(type(exc), exc, exc.__traceback__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -412,9 +462,10 @@ def _ingest(cycle: _Cycle, poll: _Poll, fetched: _Fetched) -> SourceReport:
     )  # fmt: skip
     if not poll.request.is_local:
         update = replace(update, host=host_of(poll.request.url))
-    with cycle.storage.transaction() as tx:
-        stored = _store_items(tx, cycle.shared, prepared.items, now)
-        tx.record_poll(update, now)
+    tx = cycle.writes.transaction()
+    stored = _store_items(tx, cycle.shared, prepared.items, now)
+    tx.record_poll(update, now)
+    cycle.writes.stored(stored.new + stored.updated)
 
     log.log(
         logging.WARNING if update.outcome is FetchOutcome.FAILED else logging.INFO,
@@ -491,10 +542,10 @@ class _Shared:
     now: datetime
     pruned: bool = False
 
-    def prune_once(self) -> None:
+    def prune_once(self, tx: Transaction) -> None:
         """Once a cycle that stores something: forget band rows nothing new can join."""
         if not self.pruned:
-            self.storage.prune_bands(self.now - self.settings.window * 2)
+            tx.prune_bands(self.now - self.settings.window * 2)
             self.pruned = True
 
 
@@ -557,7 +608,7 @@ def _store_items(
 def _new_items(tx: Transaction, shared: _Shared, fresh: Sequence[ReadyItem]) -> list[NewItem]:
     """Ids and stories for a batch of new items: LSH candidates from one query for the
     whole batch, plus the batch's own earlier items, checked exactly."""
-    shared.prune_once()
+    shared.prune_once(tx)
     window = shared.settings.window
     bands = [tuple(band_keys(r.signature)) for r in fresh]
     published = [r.item.published_at for r in fresh]

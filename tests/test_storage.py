@@ -251,14 +251,16 @@ def test_band_matches_keep_to_the_window_and_old_bands_are_pruned(storage: Stora
         tx.insert_items([], NOW)  # an empty batch writes nothing
     bands = storage._t["item_bands"]  # written here directly: insert_items is tested above
     with storage._engine.begin() as connection:
+        long_ago = int((NOW - timedelta(days=40)).timestamp())
         connection.execute(bands.insert(), [
-            {"band_key": 7, "item_id": recent, "published_at": NOW},
-            {"band_key": 7, "item_id": old, "published_at": NOW - timedelta(days=40)},
-            {"band_key": 8, "item_id": old, "published_at": NOW - timedelta(days=40)},
+            {"band_key": 7, "item_id": recent, "published_ts": int(NOW.timestamp())},
+            {"band_key": 7, "item_id": old, "published_ts": long_ago},
+            {"band_key": 8, "item_id": old, "published_ts": long_ago},
         ])  # fmt: skip
     with storage.transaction() as tx:
         window = tx.band_matches([7, 8, 9], NOW - timedelta(days=14), NOW + timedelta(days=14))
     assert window == {7: [(recent, NOW)]}
-    assert storage.prune_bands(NOW - timedelta(days=28)) == 2
+    with storage.transaction() as tx:
+        assert tx.prune_bands(NOW - timedelta(days=28)) == 2
     with storage.transaction() as tx:
         assert tx.band_matches([7, 8], NOW - timedelta(days=99), NOW) == {7: [(recent, NOW)]}

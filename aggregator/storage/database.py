@@ -156,6 +156,7 @@ class Storage:
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA busy_timeout=10000")
+            cursor.execute("PRAGMA cache_size=-65536")
             cursor.close()
 
         return cls(engine)
@@ -365,16 +366,6 @@ class Storage:
                 .values(summary_html="", summary_text="", categories="[]")
             )
         return len(old)
-
-    def prune_bands(self, older_than: datetime) -> int:
-        """Drop LSH band rows of items published before ``older_than``: nothing new can
-        join their stories any more. Returns how many rows went."""
-        bands = self._t["item_bands"]
-        with _storage_errors("pruning the story index"), self._engine.begin() as connection:
-            result = connection.execute(
-                bands.delete().where(bands.c.published_at < _to_db(older_than))
-            )
-        return int(result.rowcount or 0)
 
     def meta(self, key: str) -> str | None:
         meta = self._t["meta"]
@@ -701,12 +692,12 @@ class Transaction:
         if signatures:
             self._c.execute(self._t["item_signatures"].insert(), signatures)
         bands = [
-            {"band_key": key, "item_id": new.item_id, "published_at": _to_db(new.item.published_at)}
+            (key, new.item_id, int(new.item.published_at.timestamp()))
             for new in batch
             for key in new.bands
         ]
         if bands:
-            self._c.execute(self._t["item_bands"].insert(), bands)
+            self._insert_raw("item_bands", ("band_key", "item_id", "published_ts"), bands)
         topics = [_topic_row(new.item_id, match) for new in batch for match in new.topics]
         if topics:
             self._c.execute(self._t["item_topics"].insert(), topics)
@@ -736,6 +727,23 @@ class Transaction:
         )
         return item_id
 
+    def _insert_raw(self, table: str, columns: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
+        """A multi-row insert of plain values (ints, strings) straight to the driver:
+        SQLAlchemy's per-row parameter processing costs more than SQLite's insert."""
+        dialect = self._c.dialect
+        marks = ", ".join(["?" if dialect.paramstyle == "qmark" else "%s"] * len(columns))
+        sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})"
+        self._c.exec_driver_sql(sql, rows)
+
+    def prune_bands(self, older_than: datetime) -> int:
+        """Drop LSH band rows of items published before ``older_than``: nothing new can
+        join their stories any more. Returns how many rows went."""
+        bands = self._t["item_bands"]
+        result = self._c.execute(
+            bands.delete().where(bands.c.published_ts < int(older_than.timestamp()))
+        )
+        return int(result.rowcount or 0)
+
     def band_matches(
         self, keys: Iterable[int], since: datetime, until: datetime
     ) -> dict[int, list[tuple[int, datetime]]]:
@@ -746,14 +754,14 @@ class Transaction:
         found: dict[int, list[tuple[int, datetime]]] = {}
         for start in range(0, len(keys), _MAX_IN):
             rows = self._c.execute(
-                sa.select(bands.c.band_key, bands.c.item_id, bands.c.published_at).where(
+                sa.select(bands.c.band_key, bands.c.item_id, bands.c.published_ts).where(
                     bands.c.band_key.in_(keys[start : start + _MAX_IN]),
-                    bands.c.published_at >= _to_db(since),
-                    bands.c.published_at <= _to_db(until),
+                    bands.c.published_ts.between(int(since.timestamp()), int(until.timestamp())),
                 )
             )
             for key, item_id, published in rows:
-                found.setdefault(key, []).append((item_id, _from_db_required(published)))
+                when = datetime.fromtimestamp(published, UTC)
+                found.setdefault(key, []).append((item_id, when))
         return found
 
     def item_texts(self, item_ids: Iterable[int]) -> dict[int, tuple[str, str, int]]:

@@ -184,13 +184,17 @@ def _v6_item_bands(connection: sa.Connection) -> None:
     bands = sa.Table(
         "item_bands",
         metadata,
-        sa.Column("band_key", sa.BigInteger, nullable=False, index=True),
-        sa.Column("item_id", sa.Integer, nullable=False),  # items.id
-        # Copied from the item: candidates are looked up within a time window.
-        sa.Column("published_at", sa.DateTime(timezone=True), nullable=False, index=True),
+        sa.Column("band_key", sa.BigInteger, primary_key=True),
+        sa.Column("item_id", sa.Integer, primary_key=True),  # items.id
+        # The item's publication time in Unix seconds: candidates are looked up within
+        # a time window, and a plain integer compares the same on every engine.
+        sa.Column("published_ts", sa.BigInteger, nullable=False),
+        # One B-tree keyed by band, no rowid and no second index: 32 rows an item go
+        # in at a fraction of the cost (SQLite; other engines ignore the option).
+        sqlite_with_rowid=False,
     )
     metadata.create_all(connection)
-    items = sa.table("items", sa.column("id"), sa.column("published_at", bands.c.published_at.type))
+    items = sa.table("items", sa.column("id"), sa.column("published_at", sa.DateTime(True)))
     signatures = sa.table("item_signatures", sa.column("item_id"), sa.column("signature"))
     found = connection.execute(
         sa.select(signatures.c.item_id, signatures.c.signature, items.c.published_at).join(
@@ -202,11 +206,16 @@ def _v6_item_bands(connection: sa.Connection) -> None:
         connection.execute(
             bands.insert(),
             [
-                {"band_key": key, "item_id": item_id, "published_at": published_at}
+                {"band_key": key, "item_id": item_id, "published_ts": _unix(published_at)}
                 for item_id, data, published_at in rows[start : start + 500]
                 for key in band_keys(data)
             ],
         )
+
+
+def _unix(value: datetime) -> int:
+    """Unix seconds of a stored (naive UTC, on SQLite) or aware time."""
+    return int((value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp())
 
 
 #: Every migration ever shipped, in order. Append only.
