@@ -28,7 +28,7 @@ from aggregator.models import CycleReport, FetchOutcome, SourceState, TermHit
 from aggregator.pipeline import publish_stored, run_cycle, try_source
 from aggregator.scheduler import run_daemon
 from aggregator.storage import Storage
-from aggregator.storage.lock import exclusive_lock
+from aggregator.storage.lock import database_lock
 
 EXIT_FAILURE = 1
 EXIT_CONFIG = 2
@@ -130,9 +130,9 @@ def run(ctx: click.Context, config_dir: Path | None, once: bool) -> None:
     _setup_logging(config, ctx.obj["verbose"], quiet_default=once)
     try:
         # One writer per database: a second daemon, or cron during a daemon, refuses.
-        with exclusive_lock(config.database_path):
-            storage = Storage.open_sqlite(config.database_path)
-            try:
+        storage = Storage.for_config(config)
+        try:
+            with database_lock(config, storage):
                 if once:
                     report = run_cycle(config, storage)
                     click.echo(format_report(report, config))
@@ -140,8 +140,8 @@ def run(ctx: click.Context, config_dir: Path | None, once: bool) -> None:
                         ctx.exit(EXIT_FAILURE)
                 else:
                     run_daemon(config, storage)
-            finally:
-                storage.close()
+        finally:
+            storage.close()
     except AggregatorError as exc:
         click.echo(f"error: {exc}", err=True)
         ctx.exit(EXIT_FAILURE)
@@ -158,7 +158,7 @@ def status(ctx: click.Context, config_dir: Path | None, as_json: bool) -> None:
     monitoring), else 0."""
     config = _config(ctx, config_dir)
     try:
-        storage = Storage.open_sqlite(config.database_path)
+        storage = Storage.for_config(config)
         states = storage.source_states()
         total = storage.item_count()
         storage.close()
@@ -243,7 +243,7 @@ def format_status(rows: list[dict[str, Any]], total: int, config: AppConfig) -> 
         )
         if row["suggested_edit"]:
             lines.append(f"{'':<{width}}  -> {row['suggested_edit']}")
-    lines.append(f"{total} items stored in {config.database_path}")
+    lines.append(f"{total} items stored in {config.database_name}")
     return "\n".join(lines)
 
 
@@ -406,7 +406,7 @@ def recategorize(ctx: click.Context, config_dir: Path | None) -> None:
     config = _config(ctx, config_dir)
     _setup_logging(config, ctx.obj["verbose"], quiet_default=True)
     try:
-        with exclusive_lock(config.database_path), _storage(ctx, config) as storage:
+        with _storage(ctx, config) as storage, database_lock(config, storage):
             result = recategorize_items(config, storage, now=datetime.now(UTC))
             published = publish_stored(config, storage)
     except AggregatorError as exc:
@@ -421,7 +421,7 @@ def recategorize(ctx: click.Context, config_dir: Path | None) -> None:
 @contextmanager
 def _storage(ctx: click.Context, config: AppConfig) -> Iterator[Storage]:
     try:
-        storage = Storage.open_sqlite(config.database_path)
+        storage = Storage.for_config(config)
     except AggregatorError as exc:
         click.echo(f"error: {exc}", err=True)
         ctx.exit(EXIT_FAILURE)

@@ -3,8 +3,8 @@
 Exact dedupe (same canonical link or permalink guid, ``dedupe.py``) stays the first and
 cheapest test. An item that is new by those keys is compared here with the items of
 the last ``cluster.window`` days: its normalized title and text become shingles (word
-pairs for Latin text, character pairs for Chinese), a MinHash of them (datasketch)
-cut into LSH bands finds candidates, and the exact Jaccard similarity of the shingle
+pairs for Latin text, character pairs for Chinese), a MinHash of them cut
+into LSH bands finds candidates, and the exact Jaccard similarity of the shingle
 sets decides. Short texts need stronger evidence: below ``short_text`` shingles the
 threshold rises by ``short_text_margin``.
 
@@ -16,6 +16,7 @@ items. Pure; storage does the look-ups.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import re
 import unicodedata
@@ -24,7 +25,6 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 import numpy as np
-from datasketch import MinHash
 
 from aggregator.models import StoredItem
 
@@ -41,8 +41,6 @@ _ROW_MULTIPLIERS = np.array(
     dtype=np.uint64,
 )
 _BAND_OFFSETS = np.arange(BANDS, dtype=np.uint64) * np.uint64(0xFF51AFD7ED558CCD)
-#: datasketch's 32-bit hashing scheme: stored signatures must be read with the same one.
-SCHEME = "affine32"
 _CJK = "\u2e80-\u9fff\uac00-\ud7af\uf900-\ufaff"
 _TOKEN = re.compile(rf"[{_CJK}]|[^\W{_CJK}]+", re.UNICODE)
 #: Words portals add around a repost; they say nothing about the story.
@@ -119,23 +117,38 @@ def shingles(title: str, text: str) -> frozenset[str]:
     return frozenset(pairs or words)
 
 
-# datasketch draws the permutations on every MinHash it makes; draw them once.
-_PERMUTATIONS = MinHash(num_perm=NUM_PERM, scheme=SCHEME).permutations
+def _permutations() -> tuple[np.ndarray, np.ndarray]:
+    """The NUM_PERM affine permutations h -> a*h + b (mod 2^32, a odd), drawn as
+    datasketch 2.0's "affine32" scheme draws them (seed 1): signatures stored since
+    issue 5, computed with datasketch, stay comparable (tests check it)."""
+    draw = np.random.RandomState(1)
+    a = draw.randint(0, 1 << 31, NUM_PERM, dtype=np.uint32) * np.uint32(2) + np.uint32(1)
+    b = draw.randint(0, 1 << 32, NUM_PERM, dtype=np.uint32)
+    return a, b
 
 
-def signature(shingle_set: Iterable[str]) -> MinHash:
-    minhash = MinHash(num_perm=NUM_PERM, scheme=SCHEME, permutations=_PERMUTATIONS)
-    minhash.update_batch([s.encode("utf-8") for s in shingle_set])
-    return minhash
+_A, _B = _permutations()
+_EMPTY = np.full(NUM_PERM, 0xFFFFFFFF, dtype=np.uint32)
 
 
-def signature_bytes(minhash: MinHash) -> bytes:
-    return np.asarray(minhash.hashvalues, dtype=np.uint32).tobytes()
+def signature(shingle_set: Iterable[str]) -> bytes:
+    """The MinHash of a shingle set: NUM_PERM 32-bit minima, 512 bytes.
 
-
-def signature_from_bytes(data: bytes) -> MinHash:
-    values = np.frombuffer(data, dtype=np.uint32)
-    return MinHash(num_perm=NUM_PERM, hashvalues=values, scheme=SCHEME, permutations=_PERMUTATIONS)
+    Each shingle's hash is the first 4 bytes of its SHA-1 (little-endian), mixed by the
+    MurmurHash3 finalizer, then permuted; the minimum per permutation is kept. Written
+    here with numpy over the whole set at once rather than through datasketch, whose
+    per-shingle hashing and import (it pulls in scipy) cost more than the rest."""
+    digests = b"".join(hashlib.sha1(s.encode("utf-8")).digest()[:4] for s in shingle_set)
+    if not digests:
+        return _EMPTY.tobytes()
+    hashes = np.frombuffer(digests, dtype="<u4").astype(np.uint32)
+    hashes ^= hashes >> np.uint32(16)  # MurmurHash3's 32-bit finalizer
+    hashes *= np.uint32(0x85EBCA6B)
+    hashes ^= hashes >> np.uint32(13)
+    hashes *= np.uint32(0xC2B2AE35)
+    hashes ^= hashes >> np.uint32(16)
+    permuted = hashes.reshape(-1, 1) * _A + _B  # uint32: the wrap-around is the modulo
+    return permuted.min(axis=0).astype("<u4").tobytes()
 
 
 def jaccard(a: frozenset[str], b: frozenset[str]) -> float:
@@ -179,7 +192,7 @@ def primary(members: Sequence[Member]) -> Member:
 def band_keys(signature_data: bytes) -> list[int]:
     """The item's LSH band keys (as signed 63-bit integers, which every database stores)
     from its persisted signature."""
-    values = np.frombuffer(signature_data, dtype=np.uint32).astype(np.uint64)
+    values = np.frombuffer(signature_data, dtype="<u4").astype(np.uint64)
     folded = (values.reshape(BANDS, ROWS) * _ROW_MULTIPLIERS).sum(axis=1) ^ _BAND_OFFSETS
     return [int(key) for key in folded >> np.uint64(1)]
 

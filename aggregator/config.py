@@ -11,6 +11,7 @@ every file is collected and raised together as one ``ConfigError`` whose problem
 from __future__ import annotations
 
 import difflib
+import os
 import re
 import types
 import typing
@@ -211,6 +212,19 @@ SourceId = Annotated[
 NonEmptyStr = Annotated[str, Field(min_length=1)]
 
 
+def _database_url(value: object) -> str:
+    if not isinstance(value, str) or not re.match(r"^postgres(ql)?(\+psycopg)?://", value):
+        raise _fail(
+            "database_url", "expected a PostgreSQL URL: postgresql://user:password@host/database"
+        )
+    return value
+
+
+DatabaseUrl = Annotated[str, BeforeValidator(_database_url)]
+#: Overrides ``database_url`` so a password need not sit in a YAML file.
+DATABASE_URL_VARIABLE = "TEXTILE_FEEDS_DATABASE_URL"
+
+
 class _Model(BaseModel):
     # Unknown keys are mistakes (usually typos), never silently ignored.
     model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
@@ -292,8 +306,12 @@ class StatusSettings(_Model):
 
 
 class Settings(_Model):
-    #: SQLite file, relative to the config folder.
+    #: SQLite file, relative to the config folder (the default database).
     database: NonEmptyStr = "../var/textile-feeds.sqlite"
+    #: A PostgreSQL database instead (``postgresql://user:password@host/db``), for
+    #: several workers sharing the polling; the environment variable
+    #: TEXTILE_FEEDS_DATABASE_URL overrides it.
+    database_url: DatabaseUrl | None = None
     #: Folder the feeds are written to, relative to the config folder.
     output_dir: NonEmptyStr = "../feeds_out"
     #: Public URL the output folder is served at; feeds' self links are built from it.
@@ -570,6 +588,18 @@ class AppConfig:
     @property
     def database_path(self) -> Path:
         return self.resolve(self.settings.database)
+
+    @property
+    def database_url(self) -> str | None:
+        """The PostgreSQL database, if one is configured (else SQLite at database_path)."""
+        return os.environ.get(DATABASE_URL_VARIABLE) or self.settings.database_url
+
+    @property
+    def database_name(self) -> str:
+        """The database for messages: the SQLite path, or the URL without a password."""
+        if self.database_url is None:
+            return str(self.database_path)
+        return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", self.database_url)
 
     @property
     def output_dir(self) -> Path:

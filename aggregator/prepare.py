@@ -19,7 +19,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from aggregator.categorize import CompiledTopic, categorize, compile_topics
-from aggregator.cluster import shingles, signature, signature_bytes
+from aggregator.cluster import shingles, signature
 from aggregator.config import AppConfig, RuleSet, SourceConfig, TopicConfig
 from aggregator.errors import ParseError
 from aggregator.models import FetchResult, Item, ParsedEntry, TopicMatch
@@ -77,7 +77,7 @@ def ready_items(
         ReadyItem(
             item=item,
             topics=categorize(item, topics, source.name),
-            signature=signature_bytes(signature(shingles(item.title, item.summary_text))),
+            signature=signature(shingles(item.title, item.summary_text)),
         )
         for item in normalize_items(source, base, entries, now)
     )

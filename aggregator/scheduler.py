@@ -67,8 +67,11 @@ class ConfigWatcher:
             for problem in exc.problems:
                 log.error("config error, keeping the running configuration: %s", problem)
             return False
-        if new.database_path != self.config.database_path:
-            log.error("the database path changed; that needs a restart, keeping the old one")
+        if (new.database_path, new.database_url) != (
+            self.config.database_path,
+            self.config.database_url,
+        ):
+            log.error("the database changed; that needs a restart, keeping the old one")
             return False
         self._stamps = _stamps(new.files)
         self.config = new

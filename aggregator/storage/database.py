@@ -19,7 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from aggregator.config import SourceConfig
+from aggregator.config import AppConfig, SourceConfig
 from aggregator.dedupe import KnownItem
 from aggregator.errors import StorageError
 from aggregator.models import (
@@ -160,6 +160,39 @@ class Storage:
             cursor.close()
 
         return cls(engine)
+
+    @classmethod
+    def open_url(cls, url: str) -> Storage:
+        """Open (migrating if needed) a PostgreSQL database, through psycopg 3."""
+        try:
+            parsed = sa.make_url(url)
+        except sa.exc.ArgumentError as exc:
+            raise StorageError(f"invalid database URL: {exc}") from None
+        if parsed.get_backend_name() != "postgresql":
+            raise StorageError(f"unsupported database {parsed.get_backend_name()!r}")
+        engine = sa.create_engine(
+            parsed.set(drivername="postgresql+psycopg"),
+            # Times go in and come out as UTC whatever the server's own zone is.
+            connect_args={"options": "-c timezone=UTC"},
+            pool_pre_ping=True,  # a restarted server must not fail the next cycle
+        )
+        return cls(engine)
+
+    @classmethod
+    def for_config(cls, config: AppConfig) -> Storage:
+        """The configured database: PostgreSQL if a URL is set, else the SQLite file."""
+        if config.database_url:
+            return cls.open_url(config.database_url)
+        return cls.open_sqlite(config.database_path)
+
+    @property
+    def engine_name(self) -> str:
+        return self._engine.dialect.name
+
+    def connect(self) -> sa.Connection:
+        """A connection of this storage's engine (the PostgreSQL lock holds one)."""
+        with _storage_errors("connecting to the database"):
+            return self._engine.connect()
 
     def close(self) -> None:
         self._engine.dispose()

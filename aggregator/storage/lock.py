@@ -1,4 +1,5 @@
-"""One writing process per SQLite database: an exclusive lock file beside it.
+"""One writing process per database: an exclusive lock file beside a SQLite file, a
+session advisory lock on PostgreSQL.
 
 The daemon holds the lock for its whole life and ``run --once`` for its cycle, so a
 second daemon, or a cron run while the daemon works, refuses to start instead of
@@ -14,7 +15,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import sqlalchemy as sa
+
+from aggregator.config import AppConfig
 from aggregator.errors import StorageError
+from aggregator.storage.database import Storage
 
 
 @contextmanager
@@ -43,3 +48,34 @@ def exclusive_lock(database: Path) -> Iterator[None]:
         yield
     finally:
         handle.close()  # closing releases the lock
+
+
+#: PostgreSQL advisory lock key of the single-writer mode (``run``): any fixed number.
+SINGLE_WRITER_KEY = 0x7465787469  # "texti"
+
+
+@contextmanager
+def database_lock(config: AppConfig, storage: Storage) -> Iterator[None]:
+    """One ``run`` per database: the lock file beside a SQLite database, or a
+    PostgreSQL session advisory lock (released by the server if the process dies)."""
+    if storage.engine_name == "sqlite":
+        with exclusive_lock(config.database_path):
+            yield
+        return
+    with storage.connect() as connection:
+        taken = connection.execute(
+            sa.text("SELECT pg_try_advisory_lock(:key)"), {"key": SINGLE_WRITER_KEY}
+        ).scalar_one()
+        connection.commit()
+        if not taken:
+            raise StorageError(
+                f"database {config.database_name} is in use by another textile-feeds run; "
+                "stop it first, or wait for its cycle to end"
+            )
+        try:
+            yield
+        finally:
+            connection.execute(
+                sa.text("SELECT pg_advisory_unlock(:key)"), {"key": SINGLE_WRITER_KEY}
+            )
+            connection.commit()

@@ -1,11 +1,12 @@
-"""Benchmark (not a test): add items one by one to the story index, then rebuild it.
+"""Benchmark (not a test): store items batch by batch through the story index.
 
     python tests/benchmarks/bench_stories.py [N]      # default 100,000
 
-Prints the time to add N synthetic news items one by one (shingles, MinHash, LSH query,
-exact check of the candidates, insert), the growth of the process's peak memory (max
-RSS), and the time to rebuild the index from persisted signatures, as after a restart.
-Figures depend on the machine: compare runs on the same one.
+Stores N synthetic news items in batches of 45 (one source's poll) exactly as a cycle
+does: LSH band look-ups in the database, exact check of the candidates, multi-row
+inserts, one transaction per batch. Prints the time per item, how many joined an
+earlier story, the process's peak memory growth (max RSS), and what the index costs
+on disk. Figures depend on the machine: compare runs on the same one.
 """
 
 from __future__ import annotations
@@ -13,132 +14,80 @@ from __future__ import annotations
 import random
 import resource
 import sys
+import tempfile
 import time
-import tracemalloc
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
-from aggregator.cluster import (
-    ClusterSettings,
-    StoryIndex,
-    same_story,
-    shingles,
-    signature,
-    signature_bytes,
-    signature_from_bytes,
-)
+from bench_cycle import _words  # the same vocabulary as the cycle benchmark
 
-WORDS = [
-    "cotton",
-    "wool",
-    "cashmere",
-    "yarn",
-    "fabric",
-    "mill",
-    "spinner",
-    "exports",
-    "prices",
-    "futures",
-    "textile",
-    "garment",
-    "factory",
-    "brand",
-    "retailer",
-    "cluster",
-    "park",
-    "machinery",
-    "loom",
-    "knitting",
-    "dyeing",
-    "polyester",
-    "viscose",
-    "nonwovens",
-    "recycled",
-    "orders",
-    "demand",
-    "supply",
-    "Bangladesh",
-    "Vietnam",
-    "India",
-    "China",
-    "Keqiao",
-    "Qinghe",
-    "rose",
-    "fell",
-    "rises",
-    "falls",
-    "new",
-    "plant",
-    "line",
-    "capacity",
-    "investment",
-    "workers",
-    "wage",
-    "strike",
-    "fair",
-]
+from aggregator.cluster import ClusterSettings, shingles, signature
+from aggregator.models import Item
+from aggregator.pipeline import _Shared, _store_items
+from aggregator.prepare import ReadyItem
+from aggregator.storage import Storage
 
 
 def synthetic_item(rng: random.Random, n: int) -> tuple[str, str]:
-    title = " ".join(rng.choices(WORDS, k=8)) + f" {n}"
-    text = " ".join(rng.choices(WORDS, k=40))
-    return title, text
+    """Text with the word frequencies of real textile news (see bench_cycle)."""
+    return f"{_words(rng, False, 9)} {n}", _words(rng, False, 60)
+
+
+def item(n: int, title: str, text: str, published: datetime) -> Item:
+    return Item(
+        source_id=f"portal-{n % 40}", keys=(f"link:https://portal.example/{n}",),
+        link=f"https://portal.example/{n}", guid=None, title=title,
+        summary_html=f"<p>{text}</p>", summary_text=text, published_at=published,
+        updated_at=published, date_missing=False, author=None, categories=(),
+        language="en", content_hash=str(n),
+    )  # fmt: skip
 
 
 def main(count: int) -> None:
     rng = random.Random(7)
     settings = ClusterSettings()
     start_day = datetime(2026, 1, 1, tzinfo=UTC)
-    texts: dict[int, frozenset[str]] = {}
-    stored: list[tuple[int, datetime, bytes]] = []
     originals: list[tuple[str, str]] = []
+    folder = Path(tempfile.mkdtemp())
+    storage = Storage.open_sqlite(folder / "stories.sqlite")
     baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    index = StoryIndex(settings)
-    began = time.perf_counter()
-    joined = 0
+    stored_seconds = 0.0
+    batch: list[ReadyItem] = []
+    last = start_day
     for n in range(count):
-        published = start_day + timedelta(minutes=7 * n)  # ~200 items a day
+        published = last = start_day + timedelta(minutes=7 * n)  # ~200 items a day
         if n and rng.random() < 0.1:  # one item in ten reposts a recent one
             title, text = originals[max(0, len(originals) - rng.randint(1, 50))]
             title = "Local Hot Spot: " + title
         else:
             title, text = synthetic_item(rng, n)
             originals.append((title, text))
-        mine = shingles(title, text)
-        minhash = signature(mine)
-        for candidate in index.candidates(minhash, published):
-            if same_story(mine, texts[candidate], settings)[0]:
-                joined += 1
-                break
-        index.add(n, minhash, published)
-        texts[n] = mine  # stands in for the stored title and text
-        stored.append((n, published, signature_bytes(minhash)))
-    added = time.perf_counter() - began
+        batch.append(ReadyItem(
+            item=item(n, title, text, published), topics=(),
+            signature=signature(shingles(title, text)),
+        ))  # fmt: skip
+        if len(batch) == 45 or n == count - 1:
+            shared = _Shared(topics=(), storage=storage, settings=settings, now=published)
+            began = time.perf_counter()
+            with storage.transaction() as tx:
+                _store_items(tx, shared, batch, published)
+            stored_seconds += time.perf_counter() - began
+            batch = []
     peak_growth = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - baseline) * 1024
-
-    began = time.perf_counter()
-    rebuilt = StoryIndex(settings)
-    for item_id, published, data in stored:
-        rebuilt.add(item_id, signature_from_bytes(data), published)
-    rebuild = time.perf_counter() - began
-    # What the index alone holds: build it again under tracemalloc (slower, exact).
-    tracemalloc.start()
-    measured = StoryIndex(settings)
-    for item_id, published, data in stored:
-        measured.add(item_id, signature_from_bytes(data), published)
-    index_bytes = tracemalloc.get_traced_memory()[0]
-    tracemalloc.stop()
-    window_items = sum(1 for _, p, _ in stored if p >= stored[-1][1] - settings.window * 2)
-    print(f"items added one by one: {count:,} in {added:.1f} s ({added / count * 1e3:.2f} ms each)")
-    print(f"joined an earlier story: {joined:,}")
-    print(f"peak memory growth (index, signatures, shingle sets): {peak_growth / 2**20:.0f} MiB")
-    print(f"the LSH index alone, all {count:,} items: {index_bytes / 2**20:.0f} MiB")
-    size = len(stored[0][2])
-    print(
-        f"signatures persisted: {size} bytes per item, {len(stored) * size / 2**20:.0f} MiB in all"
-    )
-    print(f"rebuild from persisted signatures, all {count:,} items: {rebuild:.1f} s")
-    print(f"the daemon rebuilds only the last 2 windows ({window_items:,} items here): "
-          f"about {rebuild * window_items / count:.2f} s")  # fmt: skip
+    with storage.connect() as connection:
+        joined = connection.exec_driver_sql(
+            "SELECT count(*) FROM items WHERE story_similarity IS NOT NULL"
+        ).scalar_one()
+        bands = connection.exec_driver_sql("SELECT count(*) FROM item_bands").scalar_one()
+    storage.close()
+    size = (folder / "stories.sqlite").stat().st_size
+    print(f"items stored in batches of 45: {count:,} in {stored_seconds:.1f} s "
+          f"({stored_seconds / count * 1e3:.2f} ms each, band look-ups and checks included)")  # fmt: skip
+    print(f"joined an earlier story: {joined:,} (about one in ten was written as a repost)")
+    print(f"peak memory growth of the process: {peak_growth / 2**20:.0f} MiB")
+    print(f"band rows kept (two 14-day windows, ~{bands // 32:,} items): {bands:,}")
+    print(f"database size: {size / 2**20:.0f} MiB ({size / count:.0f} bytes an item, all tables)")
+    print(f"restart: nothing to rebuild (the index is in the database); last item {last:%Y-%m-%d}")
 
 
 if __name__ == "__main__":
