@@ -137,8 +137,10 @@ def write_config(
     sources: str,
     topics: str | None = None,
     settings: str | None = None,
+    database_url: str | None = None,
 ) -> Path:
-    """A config folder in ``folder``: given YAML texts, defaults for the rest."""
+    """A config folder in ``folder``: given YAML texts, defaults for the rest;
+    ``database_url`` puts the database on PostgreSQL."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "sources.yaml").write_text(sources, encoding="utf-8")
     if topics is None:
@@ -149,7 +151,8 @@ def write_config(
         settings
         or "database: state/test.sqlite\noutput_dir: out\nbase_url: https://feeds.example.org/t/\n"
         "poll_interval: 10m\n"
-        + TEST_FETCH_SETTINGS,
+        + TEST_FETCH_SETTINGS
+        + (f"database_url: '{database_url}'\n" if database_url else ""),
         encoding="utf-8",
     )
     return folder
@@ -158,3 +161,28 @@ def write_config(
 @pytest.fixture
 def data_dir() -> Path:
     return DATA
+
+
+# --- PostgreSQL (tests/postgres.py) ------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str | None]:
+    from tests import postgres
+
+    yield from postgres.server()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
+    """Each test using it runs twice: on SQLite (None: the config's file) and on a
+    fresh PostgreSQL database (its URL)."""
+    from tests import postgres
+
+    if request.param == "sqlite":
+        yield None
+        return
+    base = request.getfixturevalue("postgres_server")
+    if base is None:
+        postgres.unavailable(getattr(postgres.server, "reason", "unknown"))
+    yield from postgres.fresh_database(base)

@@ -37,7 +37,9 @@ topics:
 
 
 @pytest.fixture
-def setup(tmp_path: Path, feed_server: FeedServer) -> tuple[AppConfig, Storage, FeedServer]:
+def setup(
+    tmp_path: Path, feed_server: FeedServer, database_url: str | None
+) -> tuple[AppConfig, Storage, FeedServer]:
     feed_server.routes["/mills.rss"] = Route(body=(DATA / "e2e" / "mills.rss").read_bytes())
     feed_server.routes["/wire.atom"] = Route(
         body=(DATA / "e2e" / "wire.atom").read_bytes(), content_type="application/atom+xml"
@@ -57,8 +59,11 @@ sources:
     name: Down Portal
     url: {feed_server.url("/down.rss")}
 """
-    config = load_config(write_config(tmp_path / "cfg", sources=sources, topics=TOPICS))
-    storage = Storage.open_sqlite(config.database_path)
+    folder = write_config(
+        tmp_path / "cfg", sources=sources, topics=TOPICS, database_url=database_url
+    )
+    config = load_config(folder)
+    storage = Storage.for_config(config)
     yield config, storage, feed_server
     storage.close()
 
@@ -244,10 +249,15 @@ class ScriptedServer:
 
 
 @pytest.fixture
-def scripted(tmp_path: Path) -> Iterator[tuple[AppConfig, Storage, ScriptedServer, Fetcher]]:
+def scripted(
+    tmp_path: Path, database_url: str | None
+) -> Iterator[tuple[AppConfig, Storage, ScriptedServer, Fetcher]]:
     sources = "sources:\n  - id: mills\n    name: Mills\n    url: https://mills.example.com/rss\n"
-    config = load_config(write_config(tmp_path / "cfg", sources=sources, topics=TOPICS))
-    storage = Storage.open_sqlite(config.database_path)
+    folder = write_config(
+        tmp_path / "cfg", sources=sources, topics=TOPICS, database_url=database_url
+    )
+    config = load_config(folder)
+    storage = Storage.for_config(config)
     server = ScriptedServer()
     fetcher = Fetcher(config.settings.fetch, "test", transport=server.transport())
     yield config, storage, server, fetcher
@@ -346,7 +356,7 @@ def test_reposts_join_one_story_with_a_stable_entry(
     )
     (config.config_dir / "sources.yaml").write_text(sources)
     config = load_config(config.config_dir)
-    reopened = Storage.open_sqlite(config.database_path)
+    reopened = Storage.for_config(config)
     report = run_cycle(config, reopened)
     assert report.new_items == 1
     for name in ("parks.atom", "parks.rss"):

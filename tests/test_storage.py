@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -37,11 +38,13 @@ def sources(*ids: str) -> list[SourceConfig]:
 
 
 @pytest.fixture
-def storage() -> Storage:
-    store = Storage.open_sqlite(":memory:")
+def storage(database_url: str | None) -> Iterator[Storage]:
+    """An empty database with sources a and b: SQLite in memory, then PostgreSQL."""
+    store = Storage.open_url(database_url) if database_url else Storage.open_sqlite(":memory:")
     with store.transaction() as tx:
         tx.sync_sources(sources("a", "b"))
-    return store
+    yield store
+    store.close()
 
 
 def test_file_database_uses_wal_and_migrates_once(tmp_path: Path) -> None:

@@ -12,9 +12,10 @@ import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -89,6 +90,10 @@ def _topic_row(item_id: int, match: TopicMatch) -> dict[str, Any]:
         "hits": json.dumps(hits, ensure_ascii=False),
     }
 
+
+#: ``hosts.blocked_until`` of a host never blocked (the column predates leases and
+#: cannot be NULL).
+_NEVER_BLOCKED = datetime(1970, 1, 1, tzinfo=UTC)
 
 #: Values per IN (...) list, well under every engine's limit on bound parameters.
 _MAX_IN = 900
@@ -400,6 +405,66 @@ class Storage:
             )
         return len(old)
 
+    def claim_hosts(
+        self, owner: str, source_ids: Sequence[str], now: datetime, lease: float, limit: int
+    ) -> list[str]:
+        """Lease up to ``limit`` hosts that have a due source among ``source_ids`` and
+        no live lease, for ``lease`` seconds; returns them. Hosts are leased whole, so
+        one worker at a time talks to a host and its politeness rules hold.
+
+        On PostgreSQL, ``FOR UPDATE SKIP LOCKED`` lets workers claim at once without
+        waiting for or stealing each other's rows; an expired lease (a worker died) is
+        free again."""
+        hosts, sources = self._t["hosts"], self._t["sources"]
+        due = (
+            sa.select(sources.c.host)
+            .where(
+                sources.c.host == hosts.c.host,
+                sources.c.id.in_(list(source_ids)),
+                sa.or_(sources.c.next_check_at.is_(None), sources.c.next_check_at <= _to_db(now)),
+            )
+            .exists()
+        )
+        oldest_due = (
+            sa.select(
+                sa.func.min(sa.func.coalesce(sources.c.next_check_at, _to_db(_NEVER_BLOCKED)))
+            )
+            .where(sources.c.host == hosts.c.host)
+            .scalar_subquery()
+        )
+        query = (
+            sa.select(hosts.c.host)
+            .where(
+                due,
+                sa.or_(hosts.c.lease_until.is_(None), hosts.c.lease_until < _to_db(now)),
+                hosts.c.blocked_until <= _to_db(now),
+            )
+            .order_by(oldest_due, hosts.c.host)
+            .limit(limit)
+        )
+        if self._engine.dialect.name == "postgresql":
+            query = query.with_for_update(skip_locked=True, of=hosts)
+        with _storage_errors("claiming hosts"), self._engine.begin() as connection:
+            claimed = list(connection.execute(query).scalars())
+            if claimed:
+                connection.execute(
+                    hosts.update()
+                    .where(hosts.c.host.in_(claimed))
+                    .values(lease_owner=owner, lease_until=_to_db(now + timedelta(seconds=lease)))
+                )
+        return claimed
+
+    def release_hosts(self, owner: str, claimed: Sequence[str]) -> None:
+        """End this owner's leases on ``claimed`` (a lease taken over after expiry is
+        left to its new owner)."""
+        hosts = self._t["hosts"]
+        with _storage_errors("releasing hosts"), self._engine.begin() as connection:
+            connection.execute(
+                hosts.update()
+                .where(hosts.c.host.in_(list(claimed)), hosts.c.lease_owner == owner)
+                .values(lease_owner=None, lease_until=None)
+            )
+
     def meta(self, key: str) -> str | None:
         meta = self._t["meta"]
         with _storage_errors("reading meta"), self._engine.connect() as connection:
@@ -563,16 +628,24 @@ class Transaction:
         raise StorageError(f"unsupported database dialect {dialect!r}")
 
     def sync_sources(self, configs: Iterable[SourceConfig]) -> None:
-        """Create or update source rows from the config (names and URLs may change)."""
-        sources = self._t["sources"]
+        """Create or update source rows from the config (names and URLs may change),
+        and a host row for every source's host (workers lease hosts)."""
+        sources, hosts = self._t["sources"], self._t["hosts"]
         existing = {
-            row.id: {"name": row.name, "url": row.url, "home": row.home}
+            row.id: {"name": row.name, "url": row.url, "home": row.home, "host": row.host}
             for row in self._c.execute(
-                sa.select(sources.c.id, sources.c.name, sources.c.url, sources.c.home)
+                sa.select(sources.c.id, sources.c.name, sources.c.url, sources.c.home,
+                          sources.c.host)
             )
-        }
+        }  # fmt: skip
+        wanted_hosts: set[str] = set()
         for config in configs:
-            values: dict[str, Any] = {"name": config.name, "url": config.url, "home": config.home}
+            host = None if config.is_local else (urlsplit(config.url).hostname or "").lower()
+            if host:
+                wanted_hosts.add(host)
+            values: dict[str, Any] = {
+                "name": config.name, "url": config.url, "home": config.home, "host": host,
+            }  # fmt: skip
             if config.id not in existing:
                 self._c.execute(sources.insert().values(id=config.id, **values))
             elif existing[config.id] != values:
@@ -583,6 +656,12 @@ class Transaction:
                         "redirect_target": None, "redirect_count": 0, "gone": False,
                     }  # fmt: skip
                 self._c.execute(sources.update().where(sources.c.id == config.id).values(values))
+        known_hosts = set(self._c.execute(sa.select(hosts.c.host)).scalars())
+        if missing := sorted(wanted_hosts - known_hosts):
+            self._c.execute(
+                self._insert_ignoring_conflicts(hosts),
+                [{"host": h, "blocked_until": _to_db(_NEVER_BLOCKED)} for h in missing],
+            )
 
     def record_poll(self, update: PollUpdate, now: datetime) -> None:
         """Store what one poll taught us about its source (and its host)."""

@@ -218,6 +218,26 @@ def _unix(value: datetime) -> int:
     return int((value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp())
 
 
+def _v7_worker_leases(connection: sa.Connection) -> None:
+    """Issue 9: workers sharing one PostgreSQL database lease whole hosts, so every
+    host's politeness holds across workers (see storage.database.claim_hosts)."""
+    from urllib.parse import urlsplit
+
+    _add_columns(connection, "sources", sa.Column("host", sa.String(255)))
+    _add_columns(
+        connection,
+        "hosts",
+        sa.Column("lease_owner", sa.String(200)),
+        sa.Column("lease_until", sa.DateTime(timezone=True)),
+    )
+    connection.execute(sa.text("CREATE INDEX ix_sources_host ON sources (host)"))
+    sources = sa.table("sources", sa.column("id"), sa.column("url"), sa.column("host"))
+    found = connection.execute(sa.select(sources.c.id, sources.c.url))
+    for source_id, url in found.all() if found is not None else []:
+        host = (urlsplit(url).hostname or "").lower() if "://" in url else None
+        connection.execute(sources.update().where(sources.c.id == source_id).values(host=host))
+
+
 #: Every migration ever shipped, in order. Append only.
 MIGRATIONS: tuple[Migration, ...] = (
     _v1_initial,
@@ -226,6 +246,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     _v4_meta,
     _v5_stories,
     _v6_item_bands,
+    _v7_worker_leases,
 )
 
 _VERSIONS = sa.Table(
