@@ -29,6 +29,7 @@ from aggregator.pipeline import publish_stored, run_cycle, try_source
 from aggregator.scheduler import run_daemon
 from aggregator.storage import Storage
 from aggregator.storage.lock import database_lock
+from aggregator.worker import run_worker
 
 EXIT_FAILURE = 1
 EXIT_CONFIG = 2
@@ -132,6 +133,11 @@ def run(ctx: click.Context, config_dir: Path | None, once: bool) -> None:
         # One writer per database: a second daemon, or cron during a daemon, refuses.
         storage = Storage.for_config(config)
         try:
+            if storage.engine_name != "sqlite":  # PostgreSQL: work alongside other workers
+                run_worker(config, storage, once=once)
+                if once:
+                    click.echo(_worker_summary(config, storage))
+                return
             with database_lock(config, storage):
                 if once:
                     report = run_cycle(config, storage)
@@ -145,6 +151,38 @@ def run(ctx: click.Context, config_dir: Path | None, once: bool) -> None:
     except AggregatorError as exc:
         click.echo(f"error: {exc}", err=True)
         ctx.exit(EXIT_FAILURE)
+
+
+@cli.command()
+@config_option
+@click.pass_context
+def worker(ctx: click.Context, config_dir: Path | None) -> None:
+    """Poll sources alongside other workers on one PostgreSQL database, until
+    SIGTERM/SIGINT (``database_url`` must be set; see "Several workers" in the README)."""
+    config = _config(ctx, config_dir)
+    _setup_logging(config, ctx.obj["verbose"], quiet_default=False)
+    if not config.database_url:
+        click.echo(
+            "error: workers share a PostgreSQL database; set database_url in settings.yaml "
+            "(with SQLite, run one `textile-feeds run`)",
+            err=True,
+        )
+        ctx.exit(EXIT_FAILURE)
+    try:
+        storage = Storage.for_config(config)
+        try:
+            run_worker(config, storage)
+        finally:
+            storage.close()
+    except AggregatorError as exc:
+        click.echo(f"error: {exc}", err=True)
+        ctx.exit(EXIT_FAILURE)
+
+
+def _worker_summary(config: AppConfig, storage: Storage) -> str:
+    counts = storage.topic_counts()
+    topics = ", ".join(f"{t.slug} {counts.get(t.slug, 0)}" for t in config.topics)
+    return f"{storage.item_count()} items stored in {config.database_name}\nTopics: {topics}"
 
 
 @cli.command()

@@ -305,6 +305,18 @@ class StatusSettings(_Model):
     failing_after: int = Field(default=3, ge=1)
 
 
+class WorkerSettings(_Model):
+    """Workers sharing a PostgreSQL database (``textile-feeds worker``)."""
+
+    #: How long a worker holds the hosts it claimed; a worker that dies loses them after
+    #: this. Longer than one batch takes to poll.
+    lease: Duration = 300.0
+    #: Hosts claimed at a time (all their due sources are polled together).
+    batch: int = Field(default=16, ge=1, le=1000)
+    #: Pause when nothing is due.
+    idle: Duration = 5.0
+
+
 class Settings(_Model):
     #: SQLite file, relative to the config folder (the default database).
     database: NonEmptyStr = "../var/textile-feeds.sqlite"
@@ -348,6 +360,7 @@ class Settings(_Model):
     cluster: ClusterConfig = ClusterConfig()
     logging: LoggingSettings = LoggingSettings()
     status: StatusSettings = StatusSettings()
+    workers: WorkerSettings = WorkerSettings()
 
 
 # --- sources.yaml ------------------------------------------------------------------

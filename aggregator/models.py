@@ -267,6 +267,8 @@ class CycleReport:
     files_unchanged: int
     #: Feeds that could not be written (full disk, permissions); old files stay intact.
     publish_errors: tuple[str, ...] = ()
+    #: The feeds need publishing, which the caller chose to do itself (workers).
+    publish_due: bool = False
 
     @property
     def new_items(self) -> int:

@@ -87,11 +87,15 @@ def run_cycle(
     stop: threading.Event | None = None,
     rng: random.Random | None = None,
     workers: Workers | None = None,
+    only: Callable[[SourceConfig], bool] | None = None,
+    publish: bool = True,
 ) -> CycleReport:
     """Poll the enabled sources (only those due, if ``due_only``), store what is new,
     and republish every topic. ``stop`` ends the cycle after the current source.
     ``workers``: parse worker processes to use when the cycle is big enough (the
-    daemon keeps them across cycles); without, a big cycle starts and stops its own."""
+    daemon keeps them across cycles); without, a big cycle starts and stops its own.
+    ``only``: poll just the sources it accepts (a worker's leased hosts). ``publish``
+    False leaves publishing to the caller (``report.publish_due`` says whether it is)."""
     now = now or datetime.now(UTC)
     rng = rng or random.Random()
     fetcher = fetcher or Fetcher(config.settings.fetch, config.user_agent)
@@ -117,7 +121,8 @@ def run_cycle(
         state = states.get(source.id) or SourceState(
             source_id=source.id, name=source.name, url=source.url
         )
-        if source.enabled and (not due_only or _is_due(state, now)):
+        wanted = source.enabled and (only is None or only(source))
+        if wanted and (not due_only or _is_due(state, now)):
             polls.append(_plan(config, source, state, recent.get(source.id, 0), now))
     own_workers = workers is None
     workers = workers or Workers()
@@ -142,12 +147,13 @@ def run_cycle(
     # Re-render only when items changed, an output file went missing, or what the feeds
     # show besides items (titles, URLs, sources) changed: rendering 42 files costs more
     # than a whole all-304 cycle.
-    publish = (
+    publish_due = (
         changed
         or _output_missing(config)
         or storage.meta(PUBLISH_FINGERPRINT) != publish_fingerprint(config)
     )
-    return _report(config, storage, tuple(reports), publish=publish)
+    report = _report(config, storage, tuple(reports), publish=publish and publish_due)
+    return replace(report, publish_due=publish_due and not publish)
 
 
 @dataclass(frozen=True, slots=True)
@@ -654,21 +660,7 @@ def _report(
     """Publish every feed (if ``publish``), prune old items, and sum the cycle up."""
     result = PublishResult(written=(), unchanged=tuple(_outputs(config)))
     if publish:
-        feeds = _feeds(config, storage)
-        result = publish_site(config, feeds)
-        for error in result.errors:
-            log.error("publish failed: %s", error)
-        if not result.errors:
-            storage.set_meta(PUBLISH_FINGERPRINT, publish_fingerprint(config))
-        hub = config.settings.websub_hub
-        if hub and result.changed_feed_urls:
-            ping_hub(hub, result.changed_feed_urls, user_agent=config.user_agent)
-        # Only what no feed shows any more may go; a failed publish prunes nothing.
-        if not result.errors:
-            shown = {item.item_id for spec in feeds for item in spec.items}
-            cutoff = datetime.now(UTC) - timedelta(seconds=config.settings.retention)
-            if pruned := storage.prune(cutoff, shown):
-                log.info("pruned old items count=%d", pruned)
+        result = publish_all(config, storage)
     counts = storage.topic_counts()
     return CycleReport(
         sources=reports,
@@ -677,6 +669,26 @@ def _report(
         files_unchanged=len(result.unchanged),
         publish_errors=result.errors,
     )
+
+
+def publish_all(config: AppConfig, storage: Storage) -> PublishResult:
+    """Write every feed from what is stored, ping the hub, then prune old items."""
+    feeds = _feeds(config, storage)
+    result = publish_site(config, feeds)
+    for error in result.errors:
+        log.error("publish failed: %s", error)
+    if not result.errors:
+        storage.set_meta(PUBLISH_FINGERPRINT, publish_fingerprint(config))
+    hub = config.settings.websub_hub
+    if hub and result.changed_feed_urls:
+        ping_hub(hub, result.changed_feed_urls, user_agent=config.user_agent)
+    # Only what no feed shows any more may go; a failed publish prunes nothing.
+    if not result.errors:
+        shown = {item.item_id for spec in feeds for item in spec.items}
+        cutoff = datetime.now(UTC) - timedelta(seconds=config.settings.retention)
+        if pruned := storage.prune(cutoff, shown):
+            log.info("pruned old items count=%d", pruned)
+    return result
 
 
 def publish_stored(config: AppConfig, storage: Storage) -> PublishResult:

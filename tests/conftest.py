@@ -33,6 +33,8 @@ class Route:
     drip_delay: float = 0.0
     #: Repeat ``body`` forever with no Content-Length (an endless response).
     endless: bool = False
+    #: Seconds before answering (network latency).
+    delay: float = 0.0
     headers: dict[str, str] = field(default_factory=dict)
 
 
@@ -45,9 +47,11 @@ class Hit:
 
 
 class FeedServer:
-    """A threaded HTTP server on 127.0.0.1 serving ``routes``; records every request."""
+    """A threaded HTTP server on 127.0.0.1 (or another loopback address, so tests can
+    have several hosts) serving ``routes``; records every request."""
 
-    def __init__(self) -> None:
+    def __init__(self, address: str = "127.0.0.1") -> None:
+        self.address = address
         self.routes: dict[str, Route] = {}
         self.hits: list[Hit] = []
         server = self
@@ -55,6 +59,8 @@ class FeedServer:
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 route = server.routes.get(self.path.split("?")[0])
+                if route and route.delay:
+                    time.sleep(route.delay)
                 status = route.status if route else 404
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 if route and route.validators and status == 200:
@@ -105,7 +111,7 @@ class FeedServer:
             # The default backlog of 5 drops concurrent connects (then retried after 1 s).
             request_queue_size = 128
 
-        self._httpd = Server(("127.0.0.1", 0), Handler)
+        self._httpd = Server((address, 0), Handler)
         self._httpd.daemon_threads = True
         self.port = self._httpd.server_address[1]
         self._thread = threading.Thread(
@@ -113,7 +119,7 @@ class FeedServer:
         )
 
     def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+        return f"http://{self.address}:{self.port}{path}"
 
     def start(self) -> None:
         self._thread.start()

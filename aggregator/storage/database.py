@@ -91,6 +91,9 @@ def _topic_row(item_id: int, match: TopicMatch) -> dict[str, Any]:
     }
 
 
+#: The host row of snapshot-file sources: one worker at a time reads them too.
+LOCAL_HOST = "(local files)"
+
 #: ``hosts.blocked_until`` of a host never blocked (the column predates leases and
 #: cannot be NULL).
 _NEVER_BLOCKED = datetime(1970, 1, 1, tzinfo=UTC)
@@ -465,6 +468,27 @@ class Storage:
                 .values(lease_owner=None, lease_until=None)
             )
 
+    @contextmanager
+    def advisory_lock(self, key: int, *, shared: bool = False) -> Iterator[bool]:
+        """A PostgreSQL session advisory lock, held on a connection of its own for the
+        ``with`` block and never waited for: yields whether it was taken. The server
+        drops it if this process dies."""
+        kind = "pg_try_advisory_lock_shared" if shared else "pg_try_advisory_lock"
+        release = "pg_advisory_unlock_shared" if shared else "pg_advisory_unlock"
+        with self.connect() as connection:
+            with _storage_errors("taking a lock"):
+                taken = bool(
+                    connection.execute(sa.text(f"SELECT {kind}(:key)"), {"key": key}).scalar()
+                )
+                connection.commit()
+            try:
+                yield taken
+            finally:
+                if taken:
+                    with _storage_errors("releasing a lock"):
+                        connection.execute(sa.text(f"SELECT {release}(:key)"), {"key": key})
+                        connection.commit()
+
     def meta(self, key: str) -> str | None:
         meta = self._t["meta"]
         with _storage_errors("reading meta"), self._engine.connect() as connection:
@@ -640,14 +664,16 @@ class Transaction:
         }  # fmt: skip
         wanted_hosts: set[str] = set()
         for config in configs:
-            host = None if config.is_local else (urlsplit(config.url).hostname or "").lower()
+            host = LOCAL_HOST if config.is_local else (urlsplit(config.url).hostname or "").lower()
             if host:
                 wanted_hosts.add(host)
             values: dict[str, Any] = {
                 "name": config.name, "url": config.url, "home": config.home, "host": host,
             }  # fmt: skip
-            if config.id not in existing:
-                self._c.execute(sources.insert().values(id=config.id, **values))
+            if config.id not in existing:  # another worker may be adding it right now
+                self._c.execute(
+                    self._insert_ignoring_conflicts(sources), [{"id": config.id, **values}]
+                )
             elif existing[config.id] != values:
                 if existing[config.id]["url"] != config.url:
                     # A new URL is a new server: forget what the old one taught us.

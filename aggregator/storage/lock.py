@@ -15,8 +15,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import sqlalchemy as sa
-
 from aggregator.config import AppConfig
 from aggregator.errors import StorageError
 from aggregator.storage.database import Storage
@@ -50,32 +48,37 @@ def exclusive_lock(database: Path) -> Iterator[None]:
         handle.close()  # closing releases the lock
 
 
-#: PostgreSQL advisory lock key of the single-writer mode (``run``): any fixed number.
+#: PostgreSQL advisory lock keys (any fixed numbers): workers hold the first shared,
+#: commands that must run alone (``recategorize``) exclusively; one worker at a time
+#: holds the second while it publishes.
 SINGLE_WRITER_KEY = 0x7465787469  # "texti"
+PUBLISHER_KEY = 0x7075626C69  # "publi"
 
 
 @contextmanager
 def database_lock(config: AppConfig, storage: Storage) -> Iterator[None]:
-    """One ``run`` per database: the lock file beside a SQLite database, or a
-    PostgreSQL session advisory lock (released by the server if the process dies)."""
+    """One writer per SQLite database (the lock file beside it); on PostgreSQL, no
+    worker running (they hold the shared side of an advisory lock)."""
     if storage.engine_name == "sqlite":
         with exclusive_lock(config.database_path):
             yield
         return
-    with storage.connect() as connection:
-        taken = connection.execute(
-            sa.text("SELECT pg_try_advisory_lock(:key)"), {"key": SINGLE_WRITER_KEY}
-        ).scalar_one()
-        connection.commit()
+    with storage.advisory_lock(SINGLE_WRITER_KEY) as taken:
         if not taken:
             raise StorageError(
-                f"database {config.database_name} is in use by another textile-feeds run; "
-                "stop it first, or wait for its cycle to end"
+                f"database {config.database_name} is in use by textile-feeds workers; "
+                "stop them first"
             )
-        try:
-            yield
-        finally:
-            connection.execute(
-                sa.text("SELECT pg_advisory_unlock(:key)"), {"key": SINGLE_WRITER_KEY}
+        yield
+
+
+@contextmanager
+def worker_lock(config: AppConfig, storage: Storage) -> Iterator[None]:
+    """Workers share the database with each other, not with a command running alone."""
+    with storage.advisory_lock(SINGLE_WRITER_KEY, shared=True) as taken:
+        if not taken:
+            raise StorageError(
+                f"database {config.database_name} is in use by a command that runs alone "
+                "(recategorize); wait for it to end"
             )
-            connection.commit()
+        yield

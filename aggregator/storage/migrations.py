@@ -263,8 +263,28 @@ def current_version(connection: sa.Connection) -> int:
     return connection.execute(sa.select(sa.func.count()).select_from(_VERSIONS)).scalar_one()
 
 
+#: PostgreSQL advisory lock key held while migrating (any fixed number).
+_MIGRATION_LOCK = 0x6D69677261  # "migra"
+
+
 def migrate(engine: sa.Engine) -> int:
-    """Apply pending migrations; return the schema version. Refuses a newer database."""
+    """Apply pending migrations; return the schema version. Refuses a newer database.
+
+    On PostgreSQL several workers may start at once: an advisory lock makes them
+    migrate one after the other (the later ones then find nothing to do)."""
+    if engine.dialect.name != "postgresql":
+        return _migrate(engine)
+    with engine.connect() as holder:
+        holder.execute(sa.text("SELECT pg_advisory_lock(:key)"), {"key": _MIGRATION_LOCK})
+        holder.commit()
+        try:
+            return _migrate(engine)
+        finally:
+            holder.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": _MIGRATION_LOCK})
+            holder.commit()
+
+
+def _migrate(engine: sa.Engine) -> int:
     with engine.begin() as connection:
         _VERSIONS.create(connection, checkfirst=True)
     with engine.connect() as connection:

@@ -1,0 +1,246 @@
+"""Several workers on one PostgreSQL database: host leases, exactly-once polling,
+no duplicate items, one publisher, and a worker killed with SIGKILL mid-cycle."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from aggregator.config import SourceConfig
+from aggregator.storage import Storage
+from tests.conftest import FeedServer, Route, write_config
+
+NOW = datetime(2026, 11, 26, 12, tzinfo=UTC)
+TOPICS = """\
+topics:
+  - {slug: cotton, title: Cotton, include: [cotton]}
+  - {slug: wool, title: Wool, include: [wool]}
+  - {slug: looms, title: Looms, include: [loom]}
+"""
+WORDS = ("cotton", "wool", "loom")
+
+
+@pytest.fixture
+def pg_url(postgres_server: str | None) -> Iterator[str]:
+    """A fresh PostgreSQL database (workers exist only on PostgreSQL)."""
+    from tests import postgres
+
+    if postgres_server is None:
+        postgres.unavailable(getattr(postgres.server, "reason", "unknown"))
+    assert postgres_server is not None
+    yield from postgres.fresh_database(postgres_server)
+
+
+def source(n: int, host: str = "feeds.example.com") -> SourceConfig:
+    return SourceConfig(id=f"s{n}", name=f"S{n}", url=f"https://{host}/{n}.rss")
+
+
+def test_hosts_are_leased_to_one_worker_until_released_or_expired(pg_url: str) -> None:
+    storage = Storage.open_url(pg_url)
+    try:
+        configs = [source(n, f"h{n % 4}.example.com") for n in range(8)]
+        with storage.transaction() as tx:
+            tx.sync_sources(configs)
+        ids = [c.id for c in configs]
+        first = storage.claim_hosts("w1", ids, NOW, lease=60, limit=3)
+        second = storage.claim_hosts("w2", ids, NOW, lease=60, limit=3)
+        assert len(first) == 3 and len(second) == 1  # four hosts in all
+        assert not set(first) & set(second)
+        assert storage.claim_hosts("w3", ids, NOW, lease=60, limit=3) == []
+        storage.release_hosts("w3", first)  # not its lease: nothing happens
+        assert storage.claim_hosts("w3", ids, NOW, lease=60, limit=3) == []
+        storage.release_hosts("w1", first)
+        assert sorted(storage.claim_hosts("w3", ids, NOW, lease=60, limit=9)) == sorted(first)
+        # w2 and w3 died: their leases run out and every host is free again.
+        later = NOW + timedelta(seconds=61)
+        assert set(storage.claim_hosts("w4", ids, later, lease=60, limit=9)) == {*first, *second}
+    finally:
+        storage.close()
+
+
+def test_only_hosts_with_a_due_source_are_claimed(pg_url: str) -> None:
+    storage = Storage.open_url(pg_url)
+    try:
+        configs = [source(1, "due.example.com"), source(2, "later.example.com")]
+        with storage.transaction() as tx:
+            tx.sync_sources(configs)
+        sources = sa.table("sources", sa.column("id"), sa.column("next_check_at"))
+        with storage.connect() as connection:
+            connection.execute(
+                sources.update()
+                .where(sources.c.id == "s2")
+                .values(next_check_at=NOW + timedelta(hours=1))
+            )
+            connection.commit()
+        claimed = storage.claim_hosts("w", ["s1", "s2"], NOW, lease=60, limit=9)
+        assert claimed == ["due.example.com"]
+        assert storage.claim_hosts("w", ["s2"], NOW + timedelta(hours=2), 60, 9) == [
+            "later.example.com"
+        ]
+    finally:
+        storage.close()
+
+
+# --- real worker processes ---------------------------------------------------------
+
+
+def rss(n: int, items: int) -> bytes:
+    entries = "".join(
+        f"<item><title>Mill {n} report {i} on {WORDS[(n + i) % 3]}</title>"
+        f"<link>https://portal{n}.example.com/news/{i}</link>"
+        f"<description>Portal {n} writes about {WORDS[(n + i) % 3]} number {i}: "
+        f"{' '.join(f'w{n}x{i}x{k}' for k in range(12))}</description>"
+        f"<pubDate>{format_datetime(NOW - timedelta(hours=n % 50 + i))}</pubDate></item>"
+        for i in range(items)
+    )
+    return (
+        f'<?xml version="1.0"?><rss version="2.0"><channel><title>P{n}</title>'
+        f"<link>https://portal{n}.example.com/</link><description>d</description>"
+        f"{entries}</channel></rss>"
+    ).encode()
+
+
+@pytest.fixture
+def network() -> Iterator[list[FeedServer]]:
+    """30 hosts (127.0.0.2 to 127.0.0.31, each its own server)."""
+    servers = [FeedServer(f"127.0.0.{n}") for n in range(2, 32)]
+    for server in servers:
+        server.start()
+    yield servers
+    for server in servers:
+        server.stop()
+
+
+def worker_config(
+    root: Path, servers: list[FeedServer], count: int, pg_url: str, delay: float, extra: str = ""
+) -> Path:
+    lines = ["sources:"]
+    for n in range(count):
+        server = servers[n % len(servers)]
+        server.routes[f"/{n}.rss"] = Route(body=rss(n, 3), delay=delay)
+        lines.append(f"  - {{id: s{n}, name: Portal {n}, url: '{server.url(f'/{n}.rss')}'}}")
+    settings = (
+        "database: state/unused.sqlite\noutput_dir: out\nbase_url: https://f.example.org/\n"
+        "poll_interval: 1h\nschedule: {jitter: 0}\n"
+        "fetch: {allow_private_addresses: true, per_host_delay: 0, concurrency: 16}\n"
+        f"database_url: '{pg_url}'\nparse_workers: 1\n" + extra
+    )
+    return write_config(root / "cfg", sources="\n".join(lines) + "\n", topics=TOPICS,
+                        settings=settings)  # fmt: skip
+
+
+def textile_feeds(*args: str) -> list[str]:
+    return [sys.executable, "-m", "aggregator", *args]
+
+
+def stored_links(pg_url: str) -> Counter[str]:
+    engine = sa.create_engine(pg_url.replace("postgresql://", "postgresql+psycopg://"))
+    with engine.connect() as connection:
+        links = Counter(connection.execute(sa.text("SELECT link FROM items")).scalars())
+    engine.dispose()
+    return links
+
+
+def test_three_workers_poll_every_source_once_and_store_nothing_twice(
+    pg_url: str, network: list[FeedServer], tmp_path: Path
+) -> None:
+    folder = worker_config(tmp_path, network, 300, pg_url, delay=0.05)
+    runs = [
+        subprocess.Popen(
+            textile_feeds("-v", "--config", str(folder), "run", "--once"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for _ in range(3)
+    ]
+    outputs = [run.communicate(timeout=240) for run in runs]
+    for run, (_out, err) in zip(runs, outputs, strict=True):
+        assert run.returncode == 0, err.decode()[-2000:]
+    hits = Counter(hit.path for server in network for hit in server.hits)
+    assert len(hits) == 300 and set(hits.values()) == {1}, "every source polled exactly once"
+    links = stored_links(pg_url)
+    assert len(links) == 900 and set(links.values()) == {1}, "every item stored exactly once"
+    out = folder / "out"
+    for slug in ("cotton", "wool", "looms", "all"):
+        text = (out / f"{slug}.atom").read_text()
+        assert text.count("<entry>") >= 1, slug
+    # Work was shared: more than one worker polled (each logs its rounds).
+    working = [err for _out, err in outputs if b"worker round hosts=" in err]
+    assert len(working) >= 2, [err.decode()[-600:] for _out, err in outputs]
+
+
+def test_a_killed_workers_hosts_are_polled_by_the_others_after_its_lease(
+    pg_url: str, network: list[FeedServer], tmp_path: Path
+) -> None:
+    folder = worker_config(
+        tmp_path, network, 60, pg_url, delay=0.4,
+        extra="workers: {lease: 4s, batch: 4, idle: 0.5s}\n",
+    )  # fmt: skip
+    engine = sa.create_engine(pg_url.replace("postgresql://", "postgresql+psycopg://"))
+    first = subprocess.Popen(textile_feeds("--config", str(folder), "worker"),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    others: list[subprocess.Popen[bytes]] = []
+    try:
+        # Wait until the first worker holds leases, then kill it without warning.
+        leased: list[str] = []
+        deadline = time.monotonic() + 60
+        while not leased and time.monotonic() < deadline:
+            time.sleep(0.05)
+            try:
+                with engine.connect() as connection:
+                    leased = list(connection.execute(sa.text(
+                        "SELECT host FROM hosts WHERE lease_owner LIKE :me"
+                    ), {"me": f"%:{first.pid}:%"}).scalars())  # fmt: skip
+            except sa.exc.ProgrammingError:
+                continue  # the worker is still creating the schema
+        assert leased, "the first worker never claimed a host"
+        os.kill(first.pid, signal.SIGKILL)
+        killed_at = datetime.now(UTC)
+        first.wait(timeout=10)
+        others = [
+            subprocess.Popen(
+                textile_feeds("--config", str(folder), "worker"),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+            )
+            for _ in range(2)
+        ]
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            time.sleep(0.5)
+            with engine.connect() as connection:
+                never = connection.execute(
+                    sa.text("SELECT count(*) FROM sources WHERE last_success_at IS NULL")
+                ).scalar_one()
+            if never == 0:
+                break
+        assert never == 0, "some sources were never polled"
+        links = stored_links(pg_url)
+        assert len(links) == 180 and set(links.values()) == {1}
+        # The dead worker's hosts were polled again, by the others, after its death.
+        with engine.connect() as connection:
+            after = connection.execute(
+                sa.text("SELECT max(last_success_at) FROM sources WHERE host = ANY(:hosts)"),
+                {"hosts": leased},
+            ).scalar_one()
+        assert after is not None and after > killed_at
+    finally:
+        for worker in others:
+            worker.send_signal(signal.SIGTERM)
+        for worker in others:
+            _out, err = worker.communicate(timeout=60)
+            assert worker.returncode == 0, err.decode()[-2000:]
+        if first.poll() is None:
+            first.kill()
+        engine.dispose()
