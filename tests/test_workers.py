@@ -244,3 +244,32 @@ def test_a_killed_workers_hosts_are_polled_by_the_others_after_its_lease(
         if first.poll() is None:
             first.kill()
         engine.dispose()
+
+
+def test_a_batch_lost_to_a_race_is_claimed_again_and_a_failing_database_ends_the_round(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from aggregator import worker
+    from aggregator.config import load_config
+    from aggregator.errors import StorageError
+
+    sources = "sources:\n  - {id: a, name: A, url: 'https://a.example.com/rss'}\n"
+    config = load_config(write_config(tmp_path / "cfg", sources=sources))
+    storage = Storage.open_sqlite(":memory:")
+    outcomes: list[object] = [StorageError("UniqueViolation: lost the race"), None]
+    calls: list[str] = []
+
+    def poll_claimed(*_args: object, **_kwargs: object) -> None:
+        calls.append("claim")
+        outcome = outcomes.pop(0)
+        if isinstance(outcome, Exception):
+            raise outcome
+
+    monkeypatch.setattr(worker, "poll_claimed", poll_claimed)
+    monkeypatch.setattr(worker, "publish_if_requested", lambda *_a: None)
+    assert worker.work(config, storage, "w") == 0
+    assert calls == ["claim", "claim"]  # claimed again after the rolled-back batch
+    outcomes[:] = [StorageError("disk full")] * worker.MAX_FAILED_BATCHES
+    with pytest.raises(StorageError, match="disk full"):
+        worker.work(config, storage, "w")
+    storage.close()

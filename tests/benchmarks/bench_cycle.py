@@ -220,6 +220,25 @@ def case_textile_feeds(folder: str, publish_only: bool) -> None:
     storage.close()
 
 
+def case_workers(folder: str, server_url: str, database: str, count: int) -> None:
+    """``count`` worker processes (``run --once`` on PostgreSQL) sharing one cold cycle."""
+    import os
+    import subprocess
+    import sys
+
+    import psycopg
+
+    with psycopg.connect(f"{server_url}/postgres", autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        admin.execute(f'CREATE DATABASE "{database}"')
+    env = dict(os.environ, TEXTILE_FEEDS_DATABASE_URL=f"{server_url}/{database}")
+    command = [sys.executable, "-m", "aggregator", "--config", folder, "run", "--once"]
+    runs = [subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL) for _ in range(count)]
+    for run in runs:
+        if run.wait() != 0:
+            raise SystemExit(f"a worker failed with exit status {run.returncode}")
+
+
 def case_reader(db: str, port: int, count: int, add: bool) -> None:
     from reader import make_reader
 
@@ -291,6 +310,12 @@ def main() -> None:
     parser.add_argument("--feeds", type=int, default=500)
     parser.add_argument("--latency", type=float, default=0.05)
     parser.add_argument("--skip-reader", action="store_true")
+    parser.add_argument(
+        "--postgres",
+        metavar="URL",
+        help="also run the cold cycle with 1 and 3 workers on this PostgreSQL server "
+        "(postgresql://user@host:port, allowed to create databases)",
+    )
     options = parser.parse_args()
     context = multiprocessing.get_context("spawn")
     port_queue: Any = context.Queue()
@@ -316,6 +341,14 @@ def main() -> None:
         rows["textile-feeds all-304"] = measure(case_textile_feeds, folder, False)
         rows["textile-feeds publish"] = measure(case_textile_feeds, folder, True)
         phase.value = 0
+        if options.postgres:
+            # Parsing inline in each worker: what scales here is the workers themselves.
+            settings = Path(folder) / "settings.yaml"
+            settings.write_text(settings.read_text() + "parse_workers: 1\n")
+            for count in (1, 3):
+                rows[f"{count} worker(s) cold"] = measure(
+                    case_workers, folder, options.postgres, f"bench_workers_{count}", count
+                )
         if not options.skip_reader:
             try:
                 import reader  # noqa: F401
