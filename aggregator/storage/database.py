@@ -98,6 +98,9 @@ LOCAL_HOST = "(local files)"
 #: cannot be NULL).
 _NEVER_BLOCKED = datetime(1970, 1, 1, tzinfo=UTC)
 
+#: Ids a PostgreSQL transaction takes from a sequence at once.
+_ID_BLOCK = 64
+
 #: Values per IN (...) list, well under every engine's limit on bound parameters.
 _MAX_IN = 900
 
@@ -642,6 +645,7 @@ class Transaction:
         self._c = connection
         self._t = tables
         self._next_ids: dict[str, int] = {}
+        self._id_pools: dict[str, list[int]] = {}
 
     def _insert_ignoring_conflicts(self, table: sa.Table) -> Any:
         dialect = self._c.dialect.name
@@ -772,16 +776,20 @@ class Transaction:
     def reserve_id(self, table: str) -> int:
         """The id the next row of ``table`` will get, taken now so a batch can refer to
         rows it has not written yet (items join stories of the same batch)."""
-        if table not in self._next_ids:
-            ids = self._t[table].c.id
-            if self._c.dialect.name == "postgresql":
-                self._next_ids[table] = 0  # the sequence hands out every id
-            else:  # one writer at a time (the database lock): max + 1 is ours
-                found = self._c.execute(sa.select(sa.func.max(ids))).scalar_one()
-                self._next_ids[table] = (found or 0) + 1
         if self._c.dialect.name == "postgresql":
-            sequence = sa.func.pg_get_serial_sequence(table, "id")
-            return int(self._c.execute(sa.select(sa.func.nextval(sequence))).scalar_one())
+            # Other workers take ids from the same sequence: take a block at a time (one
+            # round trip), leaving harmless gaps.
+            pool = self._id_pools.setdefault(table, [])
+            if not pool:
+                sequence = sa.func.pg_get_serial_sequence(table, "id")
+                block = sa.select(sa.func.nextval(sequence)).select_from(
+                    sa.func.generate_series(1, _ID_BLOCK)
+                )
+                pool.extend(reversed(self._c.execute(block).scalars().all()))
+            return int(pool.pop())
+        if table not in self._next_ids:  # one writer at a time (the database lock)
+            found = self._c.execute(sa.select(sa.func.max(self._t[table].c.id))).scalar_one()
+            self._next_ids[table] = (found or 0) + 1
         reserved = self._next_ids[table]
         self._next_ids[table] = reserved + 1
         return reserved
@@ -869,6 +877,14 @@ class Transaction:
         """A multi-row insert of plain values (ints, strings) straight to the driver:
         SQLAlchemy's per-row parameter processing costs more than SQLite's insert."""
         dialect = self._c.dialect
+        if dialect.name == "postgresql":
+            # One statement with one array per column, not one statement per row.
+            kinds = [self._t[table].c[name].type.compile(dialect=dialect) for name in columns]
+            arrays = ", ".join(f"%s::{kind}[]" for kind in kinds)
+            sql = f"INSERT INTO {table} ({', '.join(columns)}) SELECT * FROM unnest({arrays})"
+            columns_of_values = tuple(list(column) for column in zip(*rows, strict=True))
+            self._c.exec_driver_sql(sql, columns_of_values)
+            return
         marks = ", ".join(["?" if dialect.paramstyle == "qmark" else "%s"] * len(columns))
         sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})"
         self._c.exec_driver_sql(sql, rows)
@@ -890,10 +906,19 @@ class Transaction:
         bands = self._t["item_bands"]
         keys = list(dict.fromkeys(keys))
         found: dict[int, list[tuple[int, datetime]]] = {}
-        for start in range(0, len(keys), _MAX_IN):
+        postgres = self._c.dialect.name == "postgresql"
+        step = (len(keys) or 1) if postgres else _MAX_IN  # one array parameter holds all
+        for start in range(0, len(keys), step):
+            chunk = keys[start : start + step]
+            matching = (
+                bands.c.band_key
+                == sa.any_(sa.bindparam("keys", chunk, postgresql.ARRAY(sa.BigInteger)))
+                if postgres
+                else bands.c.band_key.in_(chunk)
+            )
             rows = self._c.execute(
                 sa.select(bands.c.band_key, bands.c.item_id, bands.c.published_ts).where(
-                    bands.c.band_key.in_(keys[start : start + _MAX_IN]),
+                    matching,
                     bands.c.published_ts.between(int(since.timestamp()), int(until.timestamp())),
                 )
             )
