@@ -32,7 +32,7 @@ import signal
 import socket
 import threading
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from types import FrameType
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -95,7 +95,8 @@ def poll_claimed(
         if report.publish_due:
             storage.set_meta(PUBLISH_REQUESTED, uuid.uuid4().hex)
     finally:
-        storage.release_hosts(owner, claimed)
+        gap = timedelta(seconds=config.settings.fetch.per_host_delay)
+        storage.release_hosts(owner, claimed, free_from=datetime.now(UTC) + gap)
     log.info(
         "worker round hosts=%d sources=%d new_items=%d",
         len(claimed), len(report.sources), report.new_items,

@@ -60,10 +60,12 @@ def test_hosts_are_leased_to_one_worker_until_released_or_expired(pg_url: str) -
         assert storage.claim_hosts("w3", ids, NOW, lease=60, limit=3) == []
         storage.release_hosts("w3", first)  # not its lease: nothing happens
         assert storage.claim_hosts("w3", ids, NOW, lease=60, limit=3) == []
-        storage.release_hosts("w1", first)
-        assert sorted(storage.claim_hosts("w3", ids, NOW, lease=60, limit=9)) == sorted(first)
+        storage.release_hosts("w1", first, free_from=NOW + timedelta(seconds=1))
+        assert storage.claim_hosts("w3", ids, NOW, lease=60, limit=9) == []  # the gap
+        soon = NOW + timedelta(seconds=2)
+        assert sorted(storage.claim_hosts("w3", ids, soon, lease=60, limit=9)) == sorted(first)
         # w2 and w3 died: their leases run out and every host is free again.
-        later = NOW + timedelta(seconds=61)
+        later = NOW + timedelta(seconds=63)
         assert set(storage.claim_hosts("w4", ids, later, lease=60, limit=9)) == {*first, *second}
     finally:
         storage.close()

@@ -460,15 +460,19 @@ class Storage:
                 )
         return claimed
 
-    def release_hosts(self, owner: str, claimed: Sequence[str]) -> None:
+    def release_hosts(
+        self, owner: str, claimed: Sequence[str], *, free_from: datetime | None = None
+    ) -> None:
         """End this owner's leases on ``claimed`` (a lease taken over after expiry is
-        left to its new owner)."""
+        left to its new owner). ``free_from``: no worker may claim them before then,
+        so the per-host gap holds across workers too."""
         hosts = self._t["hosts"]
+        until = _to_db(free_from) if free_from is not None else None
         with _storage_errors("releasing hosts"), self._engine.begin() as connection:
             connection.execute(
                 hosts.update()
                 .where(hosts.c.host.in_(list(claimed)), hosts.c.lease_owner == owner)
-                .values(lease_owner=None, lease_until=None)
+                .values(lease_owner=None, lease_until=until)
             )
 
     @contextmanager
