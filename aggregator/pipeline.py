@@ -38,7 +38,7 @@ from aggregator.config import AppConfig, SourceConfig
 from aggregator.curate import recategorize, rules_changed
 from aggregator.dedupe import Action, decide
 from aggregator.errors import ParseError
-from aggregator.fetch import Fetcher, FetchRequest, host_of
+from aggregator.fetch import Backlog, Fetcher, FetchRequest, host_of
 from aggregator.models import (
     CycleReport,
     FetchOutcome,
@@ -193,7 +193,7 @@ def _fetch_first_pages(
     blocked: dict[str, datetime],
     *,
     on_result: Callable[[int, FetchResult], FetchResult] | None = None,
-    backlog: threading.Semaphore | None = None,
+    backlog: Backlog | None = None,
 ) -> list[FetchResult]:
     """One batch request per source; a scraped page robots.txt forbids is not requested."""
 
@@ -390,7 +390,7 @@ def _poll_in_parallel(
     """Fetch in a thread, prepare in worker processes, store here as results come in:
     the network, both cores and the database all work at once."""
     arrived: queue.Queue[tuple[int, _Fetched] | BaseException] = queue.Queue()
-    backlog = threading.Semaphore(BACKLOG)
+    backlog = Backlog(BACKLOG)
 
     def on_result(index: int, result: FetchResult) -> FetchResult:
         fetched = _fetched(cycle, polls[index], result)
