@@ -67,5 +67,10 @@ class StorageError(AggregatorError):
     """The database refused an operation; the run stops, nothing half-written stays."""
 
 
+class ConflictError(StorageError):
+    """A unique key refused a row another process stored first (two workers storing one
+    story at the same moment); doing the work again finds it stored."""
+
+
 class PublishError(AggregatorError):
     """An output feed could not be written; the previous file is left intact."""

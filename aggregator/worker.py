@@ -39,7 +39,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from aggregator.config import AppConfig, SourceConfig
-from aggregator.errors import AggregatorError, StorageError
+from aggregator.errors import AggregatorError, ConflictError, StorageError
 from aggregator.fetch import host_of
 from aggregator.models import CycleReport
 from aggregator.pipeline import publish_all, run_cycle
@@ -59,6 +59,8 @@ PUBLISHED = "publish_done"
 JOB_ID = "claim-and-poll"
 #: Batches in a row that may fail to store before a round gives up.
 MAX_FAILED_BATCHES = 3
+#: Lost unique-key races in one round before it gives up (each is retried at once).
+MAX_CONFLICTS = 50
 
 
 def worker_name() -> str:
@@ -133,15 +135,22 @@ def work(
     polled = 0
     with storage.transaction() as tx:  # new sources (and their hosts) become claimable
         tx.sync_sources(config.sources)
-    failures = 0
+    failures = conflicts = 0
     while stop is None or not stop.is_set():
         try:
             report = poll_claimed(config, storage, owner, workers=workers, stop=stop)
+        except ConflictError as exc:
+            # Two workers stored one story at the same moment and this batch lost the
+            # race on a unique key: it was rolled back and its hosts released, so the
+            # next claim polls them again and finds the story stored.
+            conflicts += 1
+            log.info("batch lost a race and is polled again (%d): %s", conflicts, exc)
+            if conflicts >= MAX_CONFLICTS:
+                raise
+            continue
         except StorageError as exc:
-            # Most likely two workers stored one story at the same moment and this batch
-            # lost the race on a unique key: it was rolled back and its hosts released,
-            # so the next claim polls them again. A database that keeps failing ends
-            # the round instead.
+            # Anything else may pass (a restarted server); a database that keeps
+            # failing ends the round instead.
             failures += 1
             log.warning("batch rolled back (%d in a row): %s", failures, exc)
             if failures >= MAX_FAILED_BATCHES:

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tests import postgres
+
 DATA = Path(__file__).parent / "data"
 #: Tests talk to 127.0.0.1, which production settings refuse; and need no politeness gap.
 TEST_FETCH_SETTINGS = "fetch:\n  allow_private_addresses: true\n  per_host_delay: 0\n"
@@ -173,9 +175,7 @@ def data_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
-def postgres_server() -> Iterator[str | None]:
-    from tests import postgres
-
+def postgres_server() -> Iterator[postgres.Server]:
     yield from postgres.server()
 
 
@@ -183,12 +183,7 @@ def postgres_server() -> Iterator[str | None]:
 def database_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
     """Each test using it runs twice: on SQLite (None: the config's file) and on a
     fresh PostgreSQL database (its URL)."""
-    from tests import postgres
-
     if request.param == "sqlite":
         yield None
         return
-    base = request.getfixturevalue("postgres_server")
-    if base is None:
-        postgres.unavailable(getattr(postgres.server, "reason", "unknown"))
-    yield from postgres.fresh_database(base)
+    yield from request.getfixturevalue("postgres_server").database()

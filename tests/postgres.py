@@ -19,6 +19,7 @@ import subprocess
 import tempfile
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -82,15 +83,29 @@ class Cluster:
             shutil.rmtree(self.folder, ignore_errors=True)
 
 
-def server() -> Iterator[str | None]:
-    """Yields the base URL of a server, or None (with why in ``server.reason``)."""
+@dataclass(frozen=True)
+class Server:
+    """A PostgreSQL server for the tests: its base URL, or why there is none."""
+
+    url: str | None
+    reason: str = ""
+
+    def database(self) -> Iterator[str]:
+        """A fresh database on it (or the skip/fail of ``unavailable``)."""
+        if self.url is None:
+            unavailable(self.reason)
+        assert self.url is not None
+        yield from fresh_database(self.url)
+
+
+def server() -> Iterator[Server]:
+    """The server named by the environment, or a throwaway cluster for the session."""
     if url := os.environ.get(URL_VARIABLE):
-        yield url
+        yield Server(url)
         return
     bin_dir = _bin_dir()
     if bin_dir is None:
-        server.reason = "PostgreSQL server binaries not found (apt-get install postgresql)"  # type: ignore[attr-defined]
-        yield None
+        yield Server(None, "PostgreSQL server binaries not found (apt-get install postgresql)")
         return
     cluster = Cluster(bin_dir)
     try:
@@ -98,12 +113,11 @@ def server() -> Iterator[str | None]:
     except (OSError, subprocess.SubprocessError) as exc:
         log = cluster.folder / "server.log"
         detail = log.read_text()[-2000:] if log.exists() else ""
-        server.reason = f"could not start a throwaway cluster: {exc} {detail}"  # type: ignore[attr-defined]
         cluster.stop()
-        yield None
+        yield Server(None, f"could not start a throwaway cluster: {exc} {detail}")
         return
     try:
-        yield url
+        yield Server(url)
     finally:
         cluster.stop()
 

@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from aggregator.config import SourceConfig
-from aggregator.errors import StorageError
+from aggregator.errors import ConflictError
 from aggregator.models import FetchOutcome, Item, PollUpdate, TermHit, TopicMatch, Validators
 from aggregator.storage import Storage
 from aggregator.storage.migrations import MIGRATIONS
@@ -96,7 +96,7 @@ def test_unique_keys_are_the_last_line_of_dedupe(storage: Storage) -> None:
     assert set(known) == {"link:https://x.org/1", "guid:a:1"}
     assert known["guid:a:1"].item_id == first
     assert known["guid:a:1"].source_ids == frozenset({"a"})
-    with pytest.raises(StorageError, match=r"(?i)unique"), storage.transaction() as tx:
+    with pytest.raises(ConflictError, match=r"(?i)unique"), storage.transaction() as tx:
         tx.insert_item(item(), NOW)  # same public id: the unique index refuses
     assert storage.item_count() == 1
 

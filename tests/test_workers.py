@@ -19,6 +19,7 @@ import sqlalchemy as sa
 
 from aggregator.config import SourceConfig
 from aggregator.storage import Storage
+from tests import postgres
 from tests.conftest import FeedServer, Route, write_config
 
 NOW = datetime(2026, 11, 26, 12, tzinfo=UTC)
@@ -32,14 +33,9 @@ WORDS = ("cotton", "wool", "loom")
 
 
 @pytest.fixture
-def pg_url(postgres_server: str | None) -> Iterator[str]:
+def pg_url(postgres_server: postgres.Server) -> Iterator[str]:
     """A fresh PostgreSQL database (workers exist only on PostgreSQL)."""
-    from tests import postgres
-
-    if postgres_server is None:
-        postgres.unavailable(getattr(postgres.server, "reason", "unknown"))
-    assert postgres_server is not None
-    yield from postgres.fresh_database(postgres_server)
+    yield from postgres_server.database()
 
 
 def source(n: int, host: str = "feeds.example.com") -> SourceConfig:
@@ -253,12 +249,12 @@ def test_a_batch_lost_to_a_race_is_claimed_again_and_a_failing_database_ends_the
 ) -> None:
     from aggregator import worker
     from aggregator.config import load_config
-    from aggregator.errors import StorageError
+    from aggregator.errors import ConflictError, StorageError
 
     sources = "sources:\n  - {id: a, name: A, url: 'https://a.example.com/rss'}\n"
     config = load_config(write_config(tmp_path / "cfg", sources=sources))
     storage = Storage.open_sqlite(":memory:")
-    outcomes: list[object] = [StorageError("UniqueViolation: lost the race"), None]
+    outcomes: list[object] = [ConflictError("UniqueViolation: lost the race")] * 5 + [None]
     calls: list[str] = []
 
     def poll_claimed(*_args: object, **_kwargs: object) -> None:
@@ -270,7 +266,7 @@ def test_a_batch_lost_to_a_race_is_claimed_again_and_a_failing_database_ends_the
     monkeypatch.setattr(worker, "poll_claimed", poll_claimed)
     monkeypatch.setattr(worker, "publish_if_requested", lambda *_a: None)
     assert worker.work(config, storage, "w") == 0
-    assert calls == ["claim", "claim"]  # claimed again after the rolled-back batch
+    assert len(calls) == 6  # claimed again after each lost race, more than 3 in a row
     outcomes[:] = [StorageError("disk full")] * worker.MAX_FAILED_BATCHES
     with pytest.raises(StorageError, match="disk full"):
         worker.work(config, storage, "w")

@@ -22,7 +22,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from aggregator.config import AppConfig, SourceConfig
 from aggregator.dedupe import KnownItem
-from aggregator.errors import StorageError
+from aggregator.errors import ConflictError, StorageError
 from aggregator.models import (
     FetchOutcome,
     Item,
@@ -132,7 +132,8 @@ def _storage_errors(action: str) -> Iterator[None]:
         yield
     except sa.exc.SQLAlchemyError as exc:
         cause = getattr(exc, "orig", None) or exc
-        raise StorageError(f"{action}: {type(cause).__name__}: {cause}") from exc
+        kind = ConflictError if isinstance(exc, sa.exc.IntegrityError) else StorageError
+        raise kind(f"{action}: {type(cause).__name__}: {cause}") from exc
 
 
 class Storage:
