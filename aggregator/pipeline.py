@@ -589,6 +589,8 @@ def _find_story(
 def _store_items(
     tx: Transaction, shared: _Shared, ready: Sequence[ReadyItem], now: datetime
 ) -> _Stored:
+    if not ready:  # a 304, a failure: no look-up at all
+        return _Stored()
     updated = 0
     # One look-up for the whole batch: the feed's items never share keys (see
     # normalize_items).
