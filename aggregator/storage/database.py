@@ -213,7 +213,9 @@ class Storage:
     def transaction(self) -> Iterator[Transaction]:
         """One atomic unit of work; rolled back entirely if anything inside fails."""
         with _storage_errors("writing to the database"), self._engine.begin() as connection:
-            yield Transaction(connection, self._t)
+            tx = Transaction(connection, self._t)
+            yield tx
+            tx.flush_polls()
 
     # --- reads ---------------------------------------------------------------------
 
@@ -650,6 +652,7 @@ class Transaction:
         self._c = connection
         self._t = tables
         self._next_ids: dict[str, int] = {}
+        self._polls: list[dict[str, Any]] = []
         self._id_pools: dict[str, list[int]] = {}
 
     def _insert_ignoring_conflicts(self, table: sa.Table) -> Any:
@@ -699,38 +702,35 @@ class Transaction:
             )
 
     def record_poll(self, update: PollUpdate, now: datetime) -> None:
-        """Store what one poll taught us about its source (and its host)."""
-        sources = self._t["sources"]
-        failed = update.outcome is FetchOutcome.FAILED
-        values: dict[str, Any] = {
-            "last_outcome": update.outcome.value,
-            "interval_seconds": update.interval,
-            "next_check_at": _to_db(update.next_check_at),
-            "error_count": update.error_count,
-            "redirect_target": update.redirect_target,
-            "redirect_count": update.redirect_count,
-            "gone": update.gone,
-        }
-        if update.polled:
-            values |= {
-                "last_status": update.status,
-                "last_error": update.error,
-                "last_error_type": update.error_type,
-                "last_attempt_at": _to_db(now),
-                "polls": sources.c.polls + 1,
-            }
-            if update.outcome is FetchOutcome.NOT_MODIFIED:
-                values["not_modified_polls"] = sources.c.not_modified_polls + 1
-            if update.unconditional:
-                values["last_unconditional_at"] = _to_db(now)
-            if not failed:
-                values["last_success_at"] = _to_db(now)
-        if update.validators is not None:
-            values["etag"] = update.validators.etag
-            values["last_modified"] = update.validators.last_modified
-        if update.body_hash is not None:
-            values["body_hash"] = update.body_hash
-        self._c.execute(sources.update().where(sources.c.id == update.source_id).values(values))
+        """Store what one poll taught us about its source (and its host). Source rows
+        are written together when the transaction ends (``flush_polls``): one
+        statement for all the polls of a cycle, not one per source."""
+        polled = update.polled
+        validators = update.validators
+        self._polls.append({
+            "b_id": update.source_id,
+            "b_outcome": update.outcome.value,
+            "b_interval": update.interval,
+            "b_next": _to_db(update.next_check_at),
+            "b_errors": update.error_count,
+            "b_redirect_target": update.redirect_target,
+            "b_redirect_count": update.redirect_count,
+            "b_gone": update.gone,
+            "b_polled": polled,
+            "b_status": update.status,
+            "b_error": update.error,
+            "b_error_type": update.error_type,
+            "b_now": _to_db(now),
+            "b_polls": 1 if polled else 0,
+            "b_not_modified": 1 if polled and update.outcome is FetchOutcome.NOT_MODIFIED else 0,
+            "b_unconditional": polled and update.unconditional,
+            "b_success": polled and update.outcome is not FetchOutcome.FAILED,
+            "b_validators": validators is not None,
+            "b_etag": validators.etag if validators is not None else None,
+            "b_last_modified": validators.last_modified if validators is not None else None,
+            "b_hash_known": update.body_hash is not None,
+            "b_hash": update.body_hash,
+        })  # fmt: skip
         if update.host and update.host_blocked_until:
             hosts = self._t["hosts"]
             until = _to_db(update.host_blocked_until)
@@ -745,6 +745,51 @@ class Transaction:
             )
             if updated.rowcount == 0:
                 self._c.execute(hosts.insert().values(host=update.host, blocked_until=until))
+
+    def flush_polls(self) -> None:
+        """Write the polls recorded so far, with one multi-row statement."""
+        if not self._polls:
+            return
+        sources = self._t["sources"]
+        column = sources.c
+
+        def param(name: str, like: sa.Column[Any]) -> Any:
+            return sa.bindparam(name, type_=like.type)
+
+        def when(flag: str, name: str, target: sa.Column[Any]) -> Any:
+            """``target`` takes the value only if ``flag`` (a poll that got that far)."""
+            chosen = sa.bindparam(flag, type_=sa.Boolean())
+            return sa.case((chosen, param(name, target)), else_=target)
+
+        statement = (
+            sources.update()
+            .where(column.id == sa.bindparam("b_id"))
+            .values(
+                last_outcome=param("b_outcome", column.last_outcome),
+                interval_seconds=param("b_interval", column.interval_seconds),
+                next_check_at=param("b_next", column.next_check_at),
+                error_count=param("b_errors", column.error_count),
+                redirect_target=param("b_redirect_target", column.redirect_target),
+                redirect_count=param("b_redirect_count", column.redirect_count),
+                gone=param("b_gone", column.gone),
+                last_status=when("b_polled", "b_status", column.last_status),
+                last_error=when("b_polled", "b_error", column.last_error),
+                last_error_type=when("b_polled", "b_error_type", column.last_error_type),
+                last_attempt_at=when("b_polled", "b_now", column.last_attempt_at),
+                polls=column.polls + param("b_polls", column.polls),
+                not_modified_polls=column.not_modified_polls
+                + param("b_not_modified", column.not_modified_polls),
+                last_unconditional_at=when(
+                    "b_unconditional", "b_now", column.last_unconditional_at
+                ),
+                last_success_at=when("b_success", "b_now", column.last_success_at),
+                etag=when("b_validators", "b_etag", column.etag),
+                last_modified=when("b_validators", "b_last_modified", column.last_modified),
+                body_hash=when("b_hash_known", "b_hash", column.body_hash),
+            )
+        )
+        polls, self._polls = self._polls, []
+        self._c.execute(statement, polls)
 
     def known_items(self, keys: Sequence[str]) -> dict[str, KnownItem]:
         """Stored items that any of ``keys`` points to, by key."""
