@@ -318,13 +318,16 @@ class Storage:
         """The newest stories with a member in topic ``slug`` (any topic when None): each
         story's public id and all its members, newest story first."""
         items, item_topics, stories = self._t["items"], self._t["item_topics"], self._t["stories"]
-        in_topic = sa.select(item_topics.c.item_id).where(item_topics.c.item_id == items.c.id)
-        if slug is not None:
-            in_topic = in_topic.where(item_topics.c.topic_slug == slug)
+        newest = sa.select(items.c.story_id, sa.func.max(items.c.published_at).label("newest"))
+        if slug is not None:  # from the topic's index: only its items are read
+            newest = newest.join(item_topics, item_topics.c.item_id == items.c.id).where(
+                item_topics.c.topic_slug == slug
+            )
+        else:
+            in_a_topic = sa.select(item_topics.c.item_id).where(item_topics.c.item_id == items.c.id)
+            newest = newest.where(in_a_topic.exists())
         newest = (
-            sa.select(items.c.story_id, sa.func.max(items.c.published_at).label("newest"))
-            .where(in_topic.exists())
-            .group_by(items.c.story_id)
+            newest.group_by(items.c.story_id)
             .order_by(sa.desc("newest"), items.c.story_id.desc())
             .limit(limit)
         )

@@ -238,6 +238,11 @@ def _v7_worker_leases(connection: sa.Connection) -> None:
         connection.execute(sources.update().where(sources.c.id == source_id).values(host=host))
 
 
+def _v8_story_index(connection: sa.Connection) -> None:
+    """Issue 8: publishing reads every member of the newest stories by story id."""
+    connection.execute(sa.text("CREATE INDEX ix_items_story_id ON items (story_id)"))
+
+
 #: Every migration ever shipped, in order. Append only.
 MIGRATIONS: tuple[Migration, ...] = (
     _v1_initial,
@@ -247,6 +252,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     _v5_stories,
     _v6_item_bands,
     _v7_worker_leases,
+    _v8_story_index,
 )
 
 _VERSIONS = sa.Table(
