@@ -267,3 +267,37 @@ def test_band_matches_keep_to_the_window_and_old_bands_are_pruned(storage: Stora
         assert tx.prune_bands(NOW - timedelta(days=28)) == 2
     with storage.transaction() as tx:
         assert tx.band_matches([7, 8], NOW - timedelta(days=99), NOW) == {7: [(recent, NOW)]}
+
+
+def test_a_version_5_database_gets_its_story_bands_from_the_stored_signatures(
+    tmp_path: Path,
+) -> None:
+    """Migration 6 moved the LSH index into the database: items stored before it must
+    still be found by reposts, from the signatures stored since issue 5."""
+    from aggregator.cluster import band_keys, shingles, signature
+    from aggregator.storage import migrations
+
+    path = tmp_path / "v5.sqlite"
+    engine = sa.create_engine(f"sqlite:///{path}")
+    with engine.begin() as connection:
+        migrations._VERSIONS.create(connection)
+        for number, migration in enumerate(migrations.MIGRATIONS[:5], start=1):
+            migration(connection)
+            connection.execute(migrations._VERSIONS.insert().values(version=number, applied_at=NOW))
+        data = signature(shingles("Cotton prices rise", "Spinners in Jiangsu buy more yarn."))
+        connection.execute(sa.text(
+            "INSERT INTO items (id, public_id, origin_source_id, title, summary_html, "
+            "summary_text, published_at, updated_at, first_seen_at, date_missing, categories, "
+            "content_hash, story_id) VALUES (7, 'urn:x', 'a', 't', '', '', :at, :at, :at, 0, "
+            "'[]', 'h', 1)"
+        ), {"at": NOW.replace(tzinfo=None)})  # fmt: skip
+        connection.execute(
+            sa.text("INSERT INTO item_signatures (item_id, signature) VALUES (7, :s)"), {"s": data}
+        )
+    engine.dispose()
+    storage = Storage.open_sqlite(path)
+    assert storage.schema_version == len(MIGRATIONS)
+    with storage.transaction() as tx:
+        found = tx.band_matches(band_keys(data), NOW - timedelta(days=1), NOW + timedelta(days=1))
+    storage.close()
+    assert len(found) == 32 and all(hits == [(7, NOW)] for hits in found.values())
