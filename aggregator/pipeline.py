@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -56,7 +56,9 @@ from aggregator.prepare import (
     Preparer,
     ReadyItem,
     Workers,
+    complete_item,
     feed_base_url,
+    fingerprint,
     prepare_feed,
     ready_items,
     worker_count,
@@ -130,8 +132,10 @@ def run_cycle(
     try:
         poll_sources = _poll_in_parallel if preparer is not None else _poll_in_turn
         writes = _GroupCommit(storage)
+        seen = _delivered(config, storage, polls, now) if preparer is not None else {}
         cycle = _Cycle(config=config, storage=storage, fetcher=fetcher, shared=shared,
-                       now=now, rng=rng, stop=stop, preparer=preparer, writes=writes)  # fmt: skip
+                       now=now, rng=rng, stop=stop, preparer=preparer, writes=writes,
+                       seen=seen)  # fmt: skip
         try:
             reports = poll_sources(cycle, polls, blocked)
         except BaseException as exc:
@@ -271,6 +275,21 @@ def _is_due(state: SourceState, now: datetime) -> bool:
     return state.next_check_at is None or state.next_check_at <= now
 
 
+def _delivered(
+    config: AppConfig, storage: Storage, polls: Sequence[_Poll], now: datetime
+) -> dict[str, frozenset[int]]:
+    """Fingerprints of the items each polled feed delivered within ``feed_window``: a
+    changed feed mostly lists them again, and workers need not categorize and sign
+    those again (most of a steady cycle's work otherwise)."""
+    since = now - timedelta(seconds=config.settings.feed_window)
+    feeds = [p.source.id for p in polls if p.source.html is None]
+    delivered = storage.delivered(feeds, since) if feeds else {}
+    return {
+        source_id: frozenset(fingerprint(key, content_hash) for key, content_hash in pairs)
+        for source_id, pairs in delivered.items()
+    }
+
+
 def _wants_workers(config: AppConfig, polls: int) -> bool:
     settings = config.settings
     return polls >= settings.parallel_from and worker_count(settings.parse_workers) > 1
@@ -289,6 +308,8 @@ class _Cycle:
     stop: threading.Event | None
     preparer: Preparer | None
     writes: _GroupCommit
+    #: Fingerprints of what each source delivered lately (workers skip those entries).
+    seen: dict[str, frozenset[int]] = field(default_factory=dict)
 
     def stopping(self, left: int) -> bool:
         if self.stop is None or not self.stop.is_set():
@@ -362,7 +383,8 @@ def _fetched(cycle: _Cycle, poll: _Poll, result: FetchResult) -> _Fetched:
         # The server ignored our validators but sent the same bytes: nothing to parse.
         return replace(fetched, unchanged=True)
     if cycle.preparer is not None and poll.source.html is None:
-        prepared = cycle.preparer.submit(poll.source, result, cycle.now)
+        seen = cycle.seen.get(poll.source.id, frozenset())
+        prepared = cycle.preparer.submit(poll.source, result, cycle.now, seen)
         return replace(fetched, result=replace(result, body=b""), prepared=prepared)
     return fetched
 
@@ -469,7 +491,7 @@ def _ingest(cycle: _Cycle, poll: _Poll, fetched: _Fetched) -> SourceReport:
     if not poll.request.is_local:
         update = replace(update, host=host_of(poll.request.url))
     tx = cycle.writes.transaction()
-    stored = _store_items(tx, cycle.shared, prepared.items, now)
+    stored = _store_items(tx, cycle.shared, prepared.items, now, source.name)
     tx.record_poll(update, now)
     cycle.writes.stored(stored.new + stored.updated)
 
@@ -587,7 +609,11 @@ def _find_story(
 
 
 def _store_items(
-    tx: Transaction, shared: _Shared, ready: Sequence[ReadyItem], now: datetime
+    tx: Transaction,
+    shared: _Shared,
+    ready: Sequence[ReadyItem],
+    now: datetime,
+    source_name: str = "",
 ) -> _Stored:
     if not ready:  # a 304, a failure: no look-up at all
         return _Stored()
@@ -596,6 +622,13 @@ def _store_items(
     # normalize_items).
     known = tx.known_items([key for r in ready for key in r.item.keys])
     decisions = [decide(r.item, known) for r in ready]
+    # An item skipped as delivered before that turns out to need storing after all (its
+    # stored copy went meanwhile) gets its topics and signature here.
+    ready = [
+        r if r.complete or d.action not in (Action.INSERT, Action.UPDATE)
+        else complete_item(r.item, shared.topics, source_name)
+        for r, d in zip(ready, decisions, strict=True)
+    ]  # fmt: skip
     fresh = [r for r, d in zip(ready, decisions, strict=True) if d.action is Action.INSERT]
     batch = _new_items(tx, shared, fresh) if fresh else []
     for r, decision in zip(ready, decisions, strict=True):

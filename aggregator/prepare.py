@@ -9,6 +9,7 @@ cycle's time goes (see the README's design notes). A small cycle prepares inline
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import multiprocessing
 import os
@@ -31,11 +32,23 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class ReadyItem:
-    """A normalized item with its topics and MinHash signature, ready to store."""
+    """A normalized item with its topics and MinHash signature, ready to store. An item
+    the source already delivered with the same content comes without them (empty
+    ``signature``): storing it changes nothing, so nothing was computed."""
 
     item: Item
     topics: tuple[TopicMatch, ...]
     signature: bytes
+
+    @property
+    def complete(self) -> bool:
+        return bool(self.signature)
+
+
+def fingerprint(key: str, content_hash: str) -> int:
+    """Identifies an item's content as a source delivered it (8 bytes, to ship cheaply)."""
+    digest = hashlib.blake2b(f"{key}\n{content_hash}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little")
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,15 +84,23 @@ def ready_items(
     entries: Sequence[ParsedEntry],
     now: datetime,
     topics: Sequence[CompiledTopic],
+    seen: frozenset[int] = frozenset(),
 ) -> tuple[ReadyItem, ...]:
-    """Normalize, categorize and sign every entry of one source."""
+    """Normalize, categorize and sign every entry of one source; entries whose
+    ``fingerprint`` is in ``seen`` (delivered before, unchanged) are only normalized."""
     return tuple(
-        ReadyItem(
-            item=item,
-            topics=categorize(item, topics, source.name),
-            signature=signature(shingles(item.title, item.summary_text)),
-        )
+        ReadyItem(item=item, topics=(), signature=b"")
+        if fingerprint(item.keys[0], item.content_hash) in seen
+        else complete_item(item, topics, source.name)
         for item in normalize_items(source, base, entries, now)
+    )
+
+
+def complete_item(item: Item, topics: Sequence[CompiledTopic], source_name: str) -> ReadyItem:
+    return ReadyItem(
+        item=item,
+        topics=categorize(item, topics, source_name),
+        signature=signature(shingles(item.title, item.summary_text)),
     )
 
 
@@ -89,7 +110,11 @@ def feed_base_url(source: SourceConfig, result: FetchResult) -> str:
 
 
 def prepare_feed(
-    source: SourceConfig, result: FetchResult, now: datetime, topics: Sequence[CompiledTopic]
+    source: SourceConfig,
+    result: FetchResult,
+    now: datetime,
+    topics: Sequence[CompiledTopic],
+    seen: frozenset[int] = frozenset(),
 ) -> PreparedSource:
     """Parse a feed body and prepare its items. Never raises for the feed's own faults:
     they come back as ``problem``."""
@@ -100,7 +125,7 @@ def prepare_feed(
     if parsed.warning:
         log.debug("feed warning source=%s: %s", source.id, parsed.warning)
     return PreparedSource(
-        items=ready_items(source, feed_base_url(source, result), parsed.entries, now, topics),
+        items=ready_items(source, feed_base_url(source, result), parsed.entries, now, topics, seen),
         entries_seen=len(parsed.entries),
         ttl_minutes=parsed.ttl_minutes,
     )
@@ -116,8 +141,10 @@ def _start_worker(topics: Sequence[TopicConfig], rule_sets: Mapping[str, RuleSet
     _worker_topics = compile_topics(topics, rule_sets)
 
 
-def _prepare_in_worker(source: SourceConfig, result: FetchResult, now: datetime) -> PreparedSource:
-    return prepare_feed(source, result, now, _worker_topics)
+def _prepare_in_worker(
+    source: SourceConfig, result: FetchResult, now: datetime, seen: frozenset[int]
+) -> PreparedSource:
+    return prepare_feed(source, result, now, _worker_topics, seen)
 
 
 class Preparer:
@@ -144,9 +171,14 @@ class Preparer:
         )
 
     def submit(
-        self, source: SourceConfig, result: FetchResult, now: datetime
+        self,
+        source: SourceConfig,
+        result: FetchResult,
+        now: datetime,
+        seen: frozenset[int] = frozenset(),
     ) -> Future[PreparedSource]:
-        return self._pool.submit(_prepare_in_worker, source, result, now)
+        """``seen``: fingerprints of what the source delivered before (not redone)."""
+        return self._pool.submit(_prepare_in_worker, source, result, now, seen)
 
     def serves(self, topics: Sequence[TopicConfig], rule_sets: Mapping[str, RuleSet]) -> bool:
         """Whether this pool categorizes with these rules (a reload may change them)."""

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import shutil
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from aggregator.config import load_config
 from aggregator.pipeline import run_cycle
@@ -24,11 +25,11 @@ def demo_copy(root: Path, extra_settings: str) -> Path:
     return root / "config" / "demo"
 
 
-def stored(folder: Path, workers: Workers | None = None) -> tuple[object, ...]:
+def stored(folder: Path, workers: Workers | None = None, now: datetime = NOW) -> tuple[Any, ...]:
     config = load_config(folder)
     storage = Storage.open_sqlite(config.database_path)
     try:
-        report = run_cycle(config, storage, now=NOW, workers=workers)
+        report = run_cycle(config, storage, now=now, workers=workers)
         items = storage.items_since(datetime(1990, 1, 1, tzinfo=UTC))
         stories = storage.story_groups(None, 1000)
     finally:
@@ -60,3 +61,77 @@ def test_worker_processes_store_the_same_items_topics_and_stories(tmp_path: Path
     differing = {k: (v, parallel[0].get(k)) for k, v in by_link.items() if parallel[0].get(k) != v}
     assert not differing
     assert parallel[1] == grouping
+
+
+NEW_ITEM = """<item>
+      <title>Shein opens a cotton sourcing office in Dhaka</title>
+      <link>https://fashionunited.uk/news/business/shein-dhaka-office/2026112658300</link>
+      <description><![CDATA[<p>The retailer will buy cotton knitwear directly.</p>]]></description>
+      <pubDate>Thu, 26 Nov 2026 09:00:00 +0000</pubDate>
+    </item>
+    <item>"""
+
+
+def edit_feed(folder: Path) -> None:
+    """A new entry on top, and an edited headline further down (an update)."""
+    feed = folder / "snapshots" / "fashionunited-uk.rss"
+    text = feed.read_text().replace("<item>", NEW_ITEM, 1)
+    text = text.replace("Inditex posts record third-quarter net profit",
+                        "Inditex posts record third-quarter profit, shares rise")  # fmt: skip
+    feed.write_text(text)
+
+
+def test_workers_skip_entries_delivered_before_and_store_the_same(tmp_path: Path) -> None:
+    folders = [
+        demo_copy(tmp_path / "inline", "parse_workers: 1\n"),
+        demo_copy(tmp_path / "parallel", "parse_workers: 2\nparallel_from: 1\n"),
+    ]
+    workers = Workers()
+    try:
+        first = [stored(folder, workers) for folder in folders]
+        for folder in folders:
+            edit_feed(folder)
+        later = [stored(folder, workers, now=NOW + timedelta(hours=1)) for folder in folders]
+    finally:
+        workers.close()
+    assert first[0][0] == first[1][0]
+    inline, parallel = later
+    assert inline[2][1] == 1 and parallel[2][1] == 1  # one new item, in both
+    updated = "https://fashionunited.uk/news/business/inditex-posts-record-third-quarter-net-profit/2026112558210"
+    assert inline[0][updated][0] == "Inditex posts record third-quarter profit, shares rise"
+    differing = {
+        k: (v, parallel[0].get(k)) for k, v in inline[0].items() if parallel[0].get(k) != v
+    }
+    assert not differing
+    assert parallel[1] == inline[1]
+
+
+def test_entries_delivered_before_are_not_categorized_again() -> None:
+    from aggregator.categorize import compile_topics
+    from aggregator.config import SourceConfig, load_config
+    from aggregator.models import ParsedEntry
+    from aggregator.prepare import fingerprint, normalize_items, ready_items
+
+    config = load_config(PROJECT / "config" / "demo")
+    topics = compile_topics(config.topics, config.rule_sets)
+    source = SourceConfig(id="s", name="S", url="https://s.example/feed")
+    entries = [
+        ParsedEntry(
+            guid=None,
+            link=f"https://s.example/{n}",
+            title=f"Cotton prices {n}",
+            title_is_html=False,
+            summary_html="<p>Cotton yarn.</p>",
+            published_raw=None,
+            updated_raw=None,
+            author=None,
+            categories=(),
+            language="en",
+        )
+        for n in range(2)
+    ]
+    old = normalize_items(source, "", entries, NOW)[0]
+    seen = frozenset({fingerprint(old.keys[0], old.content_hash)})
+    ready = ready_items(source, "", entries, NOW, topics, seen)
+    assert [r.complete for r in ready] == [False, True]
+    assert ready[1].topics and len(ready[1].signature) == 512
