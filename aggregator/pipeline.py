@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -132,10 +132,10 @@ def run_cycle(
     try:
         poll_sources = _poll_in_parallel if preparer is not None else _poll_in_turn
         writes = _GroupCommit(storage)
-        seen = _delivered(config, storage, polls, now) if preparer is not None else {}
+        delivered = _Delivered(config, storage, polls, now) if preparer is not None else None
         cycle = _Cycle(config=config, storage=storage, fetcher=fetcher, shared=shared,
                        now=now, rng=rng, stop=stop, preparer=preparer, writes=writes,
-                       seen=seen)  # fmt: skip
+                       delivered=delivered)  # fmt: skip
         try:
             reports = poll_sources(cycle, polls, blocked)
         except BaseException as exc:
@@ -275,19 +275,30 @@ def _is_due(state: SourceState, now: datetime) -> bool:
     return state.next_check_at is None or state.next_check_at <= now
 
 
-def _delivered(
-    config: AppConfig, storage: Storage, polls: Sequence[_Poll], now: datetime
-) -> dict[str, frozenset[int]]:
+class _Delivered:
     """Fingerprints of the items each polled feed delivered within ``feed_window``: a
     changed feed mostly lists them again, and workers need not categorize and sign
-    those again (most of a steady cycle's work otherwise)."""
-    since = now - timedelta(seconds=config.settings.feed_window)
-    feeds = [p.source.id for p in polls if p.source.html is None]
-    delivered = storage.delivered(feeds, since) if feeds else {}
-    return {
-        source_id: frozenset(fingerprint(key, content_hash) for key, content_hash in pairs)
-        for source_id, pairs in delivered.items()
-    }
+    those again (most of a steady cycle's work otherwise). Read once, on first need
+    (from the fetching thread): a cycle where nothing changed never reads them."""
+
+    def __init__(
+        self, config: AppConfig, storage: Storage, polls: Sequence[_Poll], now: datetime
+    ) -> None:
+        self._storage = storage
+        self._since = now - timedelta(seconds=config.settings.feed_window)
+        self._feeds = [p.source.id for p in polls if p.source.html is None]
+        self._lock = threading.Lock()
+        self._by_source: dict[str, frozenset[int]] | None = None
+
+    def of(self, source_id: str) -> frozenset[int]:
+        with self._lock:
+            if self._by_source is None:
+                pairs = self._storage.delivered(self._feeds, self._since)
+                self._by_source = {
+                    source: frozenset(fingerprint(key, content) for key, content in found)
+                    for source, found in pairs.items()
+                }
+        return self._by_source.get(source_id, frozenset())
 
 
 def _wants_workers(config: AppConfig, polls: int) -> bool:
@@ -308,8 +319,8 @@ class _Cycle:
     stop: threading.Event | None
     preparer: Preparer | None
     writes: _GroupCommit
-    #: Fingerprints of what each source delivered lately (workers skip those entries).
-    seen: dict[str, frozenset[int]] = field(default_factory=dict)
+    #: What each source delivered lately (workers skip those entries).
+    delivered: _Delivered | None = None
 
     def stopping(self, left: int) -> bool:
         if self.stop is None or not self.stop.is_set():
@@ -383,7 +394,7 @@ def _fetched(cycle: _Cycle, poll: _Poll, result: FetchResult) -> _Fetched:
         # The server ignored our validators but sent the same bytes: nothing to parse.
         return replace(fetched, unchanged=True)
     if cycle.preparer is not None and poll.source.html is None:
-        seen = cycle.seen.get(poll.source.id, frozenset())
+        seen = cycle.delivered.of(poll.source.id) if cycle.delivered else frozenset()
         prepared = cycle.preparer.submit(poll.source, result, cycle.now, seen)
         return replace(fetched, result=replace(result, body=b""), prepared=prepared)
     return fetched

@@ -364,24 +364,25 @@ class Storage:
     def delivered(
         self, source_ids: Sequence[str], since: datetime
     ) -> dict[str, list[tuple[str, str]]]:
-        """(key, content hash) of every item each source carried, first seen since
+        """(key, content hash) of every item each source carried, first carried since
         ``since``: what its feed will most likely list again, unchanged."""
         items, item_keys, item_sources = (
             self._t["items"], self._t["item_keys"], self._t["item_sources"],
         )  # fmt: skip
+        wanted = set(source_ids)
         query = (
             sa.select(item_sources.c.source_id, item_keys.c.key, items.c.content_hash)
             .join(items, items.c.id == item_sources.c.item_id)
             .join(item_keys, item_keys.c.item_id == items.c.id)
-            .where(
-                item_sources.c.source_id.in_(list(source_ids)),
-                items.c.first_seen_at >= _to_db(since),
-            )
+            .where(item_sources.c.first_seen_at >= _to_db(since))
         )
+        if len(wanted) <= 50:  # a long IN list made SQLite probe it per row: 30x slower
+            query = query.where(item_sources.c.source_id.in_(sorted(wanted)))
         found: dict[str, list[tuple[str, str]]] = {}
         with _storage_errors("reading delivered items"), self._engine.connect() as connection:
             for source_id, key, content_hash in connection.execute(query):
-                found.setdefault(source_id, []).append((key, content_hash))
+                if source_id in wanted:
+                    found.setdefault(source_id, []).append((key, content_hash))
         return found
 
     def signatures_since(self, since: datetime) -> list[tuple[int, datetime, bytes]]:
