@@ -293,11 +293,7 @@ class _Delivered:
     def of(self, source_id: str) -> frozenset[int]:
         with self._lock:
             if self._by_source is None:
-                pairs = self._storage.delivered(self._feeds, self._since)
-                self._by_source = {
-                    source: frozenset(fingerprint(key, content) for key, content in found)
-                    for source, found in pairs.items()
-                }
+                self._by_source = self._storage.delivered(self._feeds, self._since, fingerprint)
         return self._by_source.get(source_id, frozenset())
 
 
