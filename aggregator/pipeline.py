@@ -103,7 +103,7 @@ def run_cycle(
     fetcher = fetcher or Fetcher(config.settings.fetch, config.user_agent)
     topics = compile_topics(config.topics, config.rule_sets)
     cluster_settings = config.settings.cluster.settings()
-    shared = _Shared(topics=topics, storage=storage, settings=cluster_settings, now=now)
+    shared = _Shared(topics=topics, settings=cluster_settings, now=now)
 
     with storage.transaction() as tx:
         tx.sync_sources(config.sources)
@@ -572,7 +572,6 @@ class _Shared:
     """What every source's ingest in one cycle works with."""
 
     topics: tuple[CompiledTopic, ...]
-    storage: Storage
     settings: ClusterSettings
     now: datetime
     pruned: bool = False

@@ -387,17 +387,6 @@ class Storage:
                     found.setdefault(source_id, set()).add(digest(key, content_hash))
         return {source_id: frozenset(digests) for source_id, digests in found.items()}
 
-    def signatures_since(self, since: datetime) -> list[tuple[int, datetime, bytes]]:
-        """(item id, published, MinHash bytes) of items published since ``since``."""
-        items, signatures = self._t["items"], self._t["item_signatures"]
-        query = (
-            sa.select(items.c.id, items.c.published_at, signatures.c.signature)
-            .join(signatures, signatures.c.item_id == items.c.id)
-            .where(items.c.published_at >= _to_db(since))
-        )
-        with _storage_errors("reading signatures"), self._engine.connect() as connection:
-            return [(i, _from_db_required(p), bytes(s)) for i, p, s in connection.execute(query)]
-
     def story_of(self, item_id: int) -> tuple[int, str] | None:
         """The story an item belongs to: (story id, public id)."""
         items, stories = self._t["items"], self._t["stories"]

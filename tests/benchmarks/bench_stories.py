@@ -67,7 +67,7 @@ def main(count: int) -> None:
             signature=signature(shingles(title, text)),
         ))  # fmt: skip
         if len(batch) == 45 or n == count - 1:
-            shared = _Shared(topics=(), storage=storage, settings=settings, now=published)
+            shared = _Shared(topics=(), settings=settings, now=published)
             began = time.perf_counter()
             with storage.transaction() as tx:
                 _store_items(tx, shared, batch, published)
