@@ -48,6 +48,11 @@ class CompiledTopic:
     threshold: float
     weights: Mapping[str, float]
     sources: frozenset[str]
+    #: id() of each include term: an item none of them occurs in cannot score.
+    include_ids: frozenset[int] = frozenset()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "include_ids", frozenset(id(t) for t in self.include))
 
     @classmethod
     def from_config(cls, topic: TopicConfig, rule_sets: Mapping[str, RuleSet]) -> CompiledTopic:
@@ -174,11 +179,17 @@ def categorize(
     item: Item, topics: Sequence[CompiledTopic], source_name: str = ""
 ) -> tuple[TopicMatch, ...]:
     """Every topic ``item`` belongs to, with the terms that put it there."""
-    return tuple(
-        TopicMatch(slug=v.slug, hits=v.hits)
-        for v in verdicts(item, topics, source_name)
-        if v.belongs
-    )
+    found = _index(topics).hits(index_fields(item_fields(item, source_name)))
+    matches = []
+    for topic in topics:
+        # Most topics have none of their include terms in a given item: it cannot reach
+        # the threshold (always above zero), so the full reasoning is not needed.
+        if topic.include and found.keys().isdisjoint(topic.include_ids):
+            continue
+        verdict = judge(item, topic, source_name, found)
+        if verdict.belongs:
+            matches.append(TopicMatch(slug=verdict.slug, hits=verdict.hits))
+    return tuple(matches)
 
 
 def _hit(term: Term, field: str, weights: Mapping[str, float]) -> TermHit:

@@ -169,10 +169,13 @@ class TermIndex:
                 self._cjk_by_char.setdefault(term.substring[0], []).append(term)
             else:
                 self._by_first.setdefault((term.case_sensitive, term.words[0]), []).append(term)
-        cased_firsts = [word for case, word in self._by_first if case]
-        # The words that may start a case-sensitive term, plural forms included.
-        self._cased_starts = {w + ending for w in cased_firsts for ending in ("", "s", "es")}
-        self._cases = (False, True) if cased_firsts else (False,)
+        # The words that may start a term, plural forms included, per case mode: a
+        # field's words are intersected with them first (in C), so only the few words
+        # that can start a term are looked at one by one.
+        self._starts: dict[bool, set[str]] = {False: set(), True: set()}
+        for case_sensitive, word in self._by_first:
+            self._starts[case_sensitive].update(word + ending for ending in ("", "s", "es"))
+        self._cases = (False, True) if self._starts[True] else (False,)
         self._word_cache: dict[tuple[bool, str], tuple[_Candidate, ...]] = {}
 
     def _candidates(self, case_sensitive: bool, word: str) -> tuple[_Candidate, ...]:
@@ -211,9 +214,7 @@ class TermIndex:
                 continue
             for case_sensitive in self._cases:
                 distinct = set(field.words(case_sensitive))
-                # Few terms are case-sensitive: look only at words that may start one.
-                starts = distinct & self._cased_starts if case_sensitive else distinct
-                for word in starts:
+                for word in distinct & self._starts[case_sensitive]:
                     for term, proven, second in self._candidates(case_sensitive, word):
                         names = unfound(term, name)
                         if names is None:
