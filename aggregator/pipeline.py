@@ -29,7 +29,6 @@ from aggregator import __version__
 from aggregator.categorize import CompiledTopic, compile_topics
 from aggregator.cluster import (
     ClusterSettings,
-    band_keys,
     same_story,
     shingles,
     story_entry,
@@ -629,7 +628,7 @@ def _store_items(
     known = tx.known_items([key for r in ready for key in r.item.keys])
     decisions = [decide(r.item, known) for r in ready]
     # An item skipped as delivered before that turns out to need storing after all (its
-    # stored copy went meanwhile) gets its topics and signature here.
+    # stored copy went meanwhile) gets its topics and band keys here.
     ready = [
         r if r.complete or d.action not in (Action.INSERT, Action.UPDATE)
         else complete_item(r.item, shared.topics, source_name)
@@ -657,7 +656,7 @@ def _new_items(tx: Transaction, shared: _Shared, fresh: Sequence[ReadyItem]) -> 
     whole batch, plus the batch's own earlier items, checked exactly."""
     shared.prune_once(tx)
     window = shared.settings.window
-    bands = [tuple(band_keys(r.signature)) for r in fresh]
+    bands = [r.bands for r in fresh]
     published = [r.item.published_at for r in fresh]
     stored = tx.band_matches(
         (key for keys in bands for key in keys), min(published) - window, max(published) + window
@@ -686,7 +685,7 @@ def _new_items(tx: Transaction, shared: _Shared, fresh: Sequence[ReadyItem]) -> 
             story_id = tx.reserve_id("stories")
         batch.append(NewItem(
             item_id=item_id, item=item, story_id=story_id, new_story=story.story_id is None,
-            similarity=story.similarity, via=story.via, signature=ready.signature, bands=keys,
+            similarity=story.similarity, via=story.via, bands=keys,
             topics=ready.topics,
         ))  # fmt: skip
         pending[item_id] = _Pending(item.title, item.summary_text, story_id, item.published_at)

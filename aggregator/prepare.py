@@ -1,5 +1,6 @@
 """A fetched body -> items ready to store: parse, normalize, categorize, and the
-near-duplicate signature. These stages need neither the database nor the network.
+near-duplicate index keys (MinHash LSH bands). These stages need neither the database
+nor the network.
 
 That makes them the part of a cycle that can leave the polling process: with many
 sources a ``Preparer`` runs them in worker processes, so both cores parse while the
@@ -20,7 +21,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from aggregator.categorize import CompiledTopic, categorize, compile_topics
-from aggregator.cluster import shingles, signature
+from aggregator.cluster import band_keys, signature
 from aggregator.config import AppConfig, RuleSet, SourceConfig, TopicConfig
 from aggregator.errors import ParseError
 from aggregator.models import FetchResult, Item, ParsedEntry, TopicMatch
@@ -32,17 +33,17 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class ReadyItem:
-    """A normalized item with its topics and MinHash signature, ready to store. An item
+    """A normalized item with its topics and LSH band keys, ready to store. An item
     the source already delivered with the same content comes without them (empty
-    ``signature``): storing it changes nothing, so nothing was computed."""
+    ``bands``): storing it changes nothing, so nothing was computed."""
 
     item: Item
     topics: tuple[TopicMatch, ...]
-    signature: bytes
+    bands: tuple[int, ...]
 
     @property
     def complete(self) -> bool:
-        return bool(self.signature)
+        return bool(self.bands)
 
 
 def fingerprint(key: str, content_hash: str) -> int:
@@ -89,7 +90,7 @@ def ready_items(
     """Normalize, categorize and sign every entry of one source; entries whose
     ``fingerprint`` is in ``seen`` (delivered before, unchanged) are only normalized."""
     return tuple(
-        ReadyItem(item=item, topics=(), signature=b"")
+        ReadyItem(item=item, topics=(), bands=())
         if fingerprint(item.keys[0], item.content_hash) in seen
         else complete_item(item, topics, source.name)
         for item in normalize_items(source, base, entries, now)
@@ -100,7 +101,7 @@ def complete_item(item: Item, topics: Sequence[CompiledTopic], source_name: str)
     return ReadyItem(
         item=item,
         topics=categorize(item, topics, source_name),
-        signature=signature(shingles(item.title, item.summary_text)),
+        bands=tuple(band_keys(signature(item.title, item.summary_text))),
     )
 
 

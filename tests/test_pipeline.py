@@ -349,7 +349,7 @@ def test_reposts_join_one_story_with_a_stable_entry(
     run_cycle(config, storage)
     (before,) = read(config, "parks.atom").entries
     # A portal reposts the story under a new headline; the daemon restarts in between,
-    # so the index is rebuilt from the persisted signatures.
+    # and the story index in the database finds the original.
     server.routes["/repost.rss"] = Route(body=REPOST.replace(b"{n}", b"1"))
     sources = (config.config_dir / "sources.yaml").read_text() + (
         f"  - id: repost\n    name: Repost Portal\n    url: {server.url('/repost.rss')}\n"

@@ -134,4 +134,4 @@ def test_entries_delivered_before_are_not_categorized_again() -> None:
     seen = frozenset({fingerprint(old.keys[0], old.content_hash)})
     ready = ready_items(source, "", entries, NOW, topics, seen)
     assert [r.complete for r in ready] == [False, True]
-    assert ready[1].topics and len(ready[1].signature) == 512
+    assert ready[1].topics and len(ready[1].bands) == 32

@@ -269,14 +269,28 @@ def test_band_matches_keep_to_the_window_and_old_bands_are_pruned(storage: Stora
         assert tx.band_matches([7, 8], NOW - timedelta(days=99), NOW) == {7: [(recent, NOW)]}
 
 
-def test_a_version_5_database_gets_its_story_bands_from_the_stored_signatures(
+def test_a_version_5_database_keeps_its_stories_findable_through_both_band_schemes(
     tmp_path: Path,
 ) -> None:
-    """Migration 6 moved the LSH index into the database: items stored before it must
-    still be found by reposts, from the signatures stored since issue 5."""
+    """Migration 6 moved the LSH index into the database, its bands taken from the
+    signatures stored since issue 5; migration 9 changed how signatures are computed,
+    rebuilt the bands of the indexed items from their text, and dropped the stored
+    signatures. An item stored before both must still be found by a repost."""
+    import hashlib
+
     from aggregator.cluster import band_keys, shingles, signature
     from aggregator.storage import migrations
 
+    # _sha1_signature is the old scheme: the digest datasketch's output gave in issue 8.
+    old_cases = [
+        ("Lenzing expands lyocell capacity in Thailand", "A second lyocell line at Prachinburi."),
+        ("棉花价格上涨", "新疆棉花采摘进度落后"),
+        ("", ""),
+    ]
+    joined = b"".join(_sha1_signature(shingles(title, text)) for title, text in old_cases)
+    assert hashlib.sha256(joined).hexdigest() == (
+        "2d368b2f3cdba78957afa11f0c7166473461d8d444561fc9fe4986fee80090bb"
+    )
     path = tmp_path / "v5.sqlite"
     engine = sa.create_engine(f"sqlite:///{path}")
     with engine.begin() as connection:
@@ -284,20 +298,51 @@ def test_a_version_5_database_gets_its_story_bands_from_the_stored_signatures(
         for number, migration in enumerate(migrations.MIGRATIONS[:5], start=1):
             migration(connection)
             connection.execute(migrations._VERSIONS.insert().values(version=number, applied_at=NOW))
-        data = signature(shingles("Cotton prices rise", "Spinners in Jiangsu buy more yarn."))
+        title, text = "Cotton prices rise", "Spinners in Jiangsu buy more yarn."
+        data = _sha1_signature(shingles(title, text))  # as issue 5 stored it
         connection.execute(sa.text(
             "INSERT INTO items (id, public_id, origin_source_id, title, summary_html, "
             "summary_text, published_at, updated_at, first_seen_at, date_missing, categories, "
-            "content_hash, story_id) VALUES (7, 'urn:x', 'a', 't', '', '', :at, :at, :at, 0, "
-            "'[]', 'h', 1)"
-        ), {"at": NOW.replace(tzinfo=None)})  # fmt: skip
+            "content_hash, story_id) VALUES (7, 'urn:x', 'a', :title, '', :text, :at, :at, :at, "
+            "0, '[]', 'h', 1)"
+        ), {"at": NOW.replace(tzinfo=None), "title": title, "text": text})  # fmt: skip
         connection.execute(
             sa.text("INSERT INTO item_signatures (item_id, signature) VALUES (7, :s)"), {"s": data}
         )
+        for number in (6, 7, 8):
+            migrations.MIGRATIONS[number - 1](connection)
+            connection.execute(migrations._VERSIONS.insert().values(version=number, applied_at=NOW))
+        version_8_bands = connection.execute(
+            sa.text("SELECT band_key FROM item_bands WHERE item_id = 7")
+        ).scalars()
+        assert sorted(version_8_bands) == sorted(band_keys(data))
     engine.dispose()
     storage = Storage.open_sqlite(path)
     assert storage.schema_version == len(MIGRATIONS)
     with storage.transaction() as tx:
-        found = tx.band_matches(band_keys(data), NOW - timedelta(days=1), NOW + timedelta(days=1))
+        repost = signature(title, text + " (source: Reuters)")
+        found = tx.band_matches(band_keys(repost), NOW - timedelta(days=1), NOW + timedelta(days=1))
+        assert found and all(hits == [(7, NOW)] for hits in found.values())
+        assert len(tx.band_matches(band_keys(signature(title, text)), NOW, NOW)) == 32
+    assert "item_signatures" not in sa.inspect(storage._engine).get_table_names()
     storage.close()
-    assert len(found) == 32 and all(hits == [(7, NOW)] for hits in found.values())
+
+
+def _sha1_signature(shingle_set: frozenset[str]) -> bytes:
+    """A signature as issues 5-8 computed it (SHA-1 of every shingle, affine32)."""
+    import hashlib
+
+    import numpy as np
+
+    from aggregator.cluster import _A, _B
+
+    digests = b"".join(hashlib.sha1(s.encode()).digest()[:4] for s in shingle_set)
+    if not digests:
+        return b"\xff" * 512
+    hashes = np.frombuffer(digests, dtype="<u4").astype(np.uint32)
+    hashes ^= hashes >> np.uint32(16)
+    hashes *= np.uint32(0x85EBCA6B)
+    hashes ^= hashes >> np.uint32(13)
+    hashes *= np.uint32(0xC2B2AE35)
+    hashes ^= hashes >> np.uint32(16)
+    return (hashes.reshape(-1, 1) * _A + _B).min(axis=0).astype("<u4").tobytes()

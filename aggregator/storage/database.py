@@ -46,8 +46,6 @@ class StoryJoin:
     similarity: float | None = None
     #: The member it matched.
     via: int | None = None
-    #: Its MinHash, persisted so a restart rebuilds the index without recomputing.
-    signature: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -61,7 +59,6 @@ class NewItem:
     new_story: bool
     similarity: float | None = None
     via: int | None = None
-    signature: bytes | None = None
     #: Its LSH band keys (``cluster.band_keys`` of the signature).
     bands: tuple[int, ...] = ()
     topics: tuple[TopicMatch, ...] = ()
@@ -901,7 +898,7 @@ class Transaction:
         return reserved
 
     def insert_items(self, batch: Sequence[NewItem], now: datetime) -> None:
-        """Store new items (their keys, sources, signatures, topics and new stories) with
+        """Store new items (their keys, sources, LSH bands, topics and new stories) with
         one multi-row statement per table, not several statements per item."""
         if not batch:
             return
@@ -936,19 +933,14 @@ class Transaction:
             [_source_row(new.item_id, new.item, now) for new in batch],
             ignore_conflicts=True,
         )
-        signatures = [
-            {"item_id": new.item_id, "signature": new.signature}
-            for new in batch
-            if new.signature is not None
-        ]
-        self._insert_rows("item_signatures", signatures)
-        bands = [
+        # Sorted by key: the rows land in neighbouring B-tree pages, not all over it.
+        bands = sorted(
             (key, new.item_id, published)
             for new in batch
             if new.bands
             for published in [int(new.item.published_at.timestamp())]
             for key in new.bands
-        ]
+        )
         self._insert_tuples("item_bands", ("band_key", "item_id", "published_ts"), bands)
         topics = [_topic_row(new.item_id, match) for new in batch for match in new.topics]
         self._insert_rows("item_topics", topics)
@@ -971,7 +963,6 @@ class Transaction:
                     new_story=new_story,
                     similarity=story.similarity,
                     via=story.via,
-                    signature=story.signature,
                 )
             ],
             now,

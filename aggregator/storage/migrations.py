@@ -243,6 +243,38 @@ def _v8_story_index(connection: sa.Connection) -> None:
     connection.execute(sa.text("CREATE INDEX ix_items_story_id ON items (story_id)"))
 
 
+def _v9_token_hash_bands(connection: sa.Connection) -> None:
+    """Issue 8: MinHash signatures come from cached token hashes instead of a SHA-1 of
+    every shingle string (see cluster.signature), so the band index is rebuilt for the
+    items it holds. The stored signatures go: nothing reads them since migration 6."""
+    from aggregator.cluster import band_keys, signature  # the scheme of this migration
+
+    bands = sa.table(
+        "item_bands", sa.column("band_key"), sa.column("item_id"), sa.column("published_ts")
+    )
+    items = sa.table(
+        "items", sa.column("id"), sa.column("title"), sa.column("summary_text"),
+        sa.column("published_at", sa.DateTime(True)),
+    )  # fmt: skip
+    found = connection.execute(sa.select(bands.c.item_id).distinct())
+    indexed = sorted(found.scalars()) if found is not None else []  # None: a mock engine
+    connection.execute(bands.delete())
+    for start in range(0, len(indexed), 500):
+        rows = connection.execute(
+            sa.select(items.c.id, items.c.title, items.c.summary_text, items.c.published_at)
+            .where(items.c.id.in_(indexed[start : start + 500]))
+        ).all()  # fmt: skip
+        connection.execute(
+            bands.insert(),
+            [
+                {"band_key": key, "item_id": item_id, "published_ts": _unix(published_at)}
+                for item_id, title, text, published_at in rows
+                for key in band_keys(signature(title, text))
+            ],
+        )
+    connection.execute(sa.text("DROP TABLE item_signatures"))
+
+
 #: Every migration ever shipped, in order. Append only.
 MIGRATIONS: tuple[Migration, ...] = (
     _v1_initial,
@@ -253,6 +285,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     _v6_item_bands,
     _v7_worker_leases,
     _v8_story_index,
+    _v9_token_hash_bands,
 )
 
 _VERSIONS = sa.Table(

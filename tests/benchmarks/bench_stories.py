@@ -21,7 +21,7 @@ from pathlib import Path
 
 from bench_cycle import _words  # the same vocabulary as the cycle benchmark
 
-from aggregator.cluster import ClusterSettings, shingles, signature
+from aggregator.cluster import ClusterSettings, band_keys, signature
 from aggregator.models import Item
 from aggregator.pipeline import _Shared, _store_items
 from aggregator.prepare import ReadyItem
@@ -64,7 +64,7 @@ def main(count: int) -> None:
             originals.append((title, text))
         batch.append(ReadyItem(
             item=item(n, title, text, published), topics=(),
-            signature=signature(shingles(title, text)),
+            bands=tuple(band_keys(signature(title, text))),
         ))  # fmt: skip
         if len(batch) == 45 or n == count - 1:
             shared = _Shared(topics=(), settings=settings, now=published)
