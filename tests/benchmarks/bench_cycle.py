@@ -123,8 +123,9 @@ def render(feed: int, items: list[dict[str, Any]]) -> tuple[bytes, str]:
     return doc.encode(), "application/atom+xml"
 
 
-def build_feeds(count: int, steady: bool) -> dict[str, tuple[bytes, str]]:
-    """Path -> (body, content type). ``steady``: 10% of feeds have 2 new items on top."""
+def build_feeds(count: int, steady: bool | int) -> dict[str, tuple[bytes, str]]:
+    """Path -> (body, content type). ``steady`` (or a round number from 1): a tenth of
+    the feeds have 2 new items on top, different ones and a different tenth each round."""
     rng = random.Random(1)
     start = datetime(2026, 11, 25, tzinfo=UTC)
     feeds: dict[int, list[dict[str, Any]]] = {
@@ -133,12 +134,14 @@ def build_feeds(count: int, steady: bool) -> dict[str, tuple[bytes, str]]:
     for feed in range(0, count, 7):  # a share of stories reposted by a neighbour portal
         neighbour = (feed + 1) % count
         feeds[neighbour][3] = dict(feeds[feed][2], id=f"{neighbour}-repost")
-    if steady:
-        for feed in range(0, count, 10):
-            feeds[feed] = (
-                make_items(random.Random(feed + 10**6), feed, 2, start + timedelta(hours=2))
-                + feeds[feed]
-            )
+    round_ = int(steady)
+    if round_:
+        for feed in range((round_ - 1) % 10, count, 10):
+            fresh = make_items(random.Random(feed + 10**6 * round_), feed, 2, start)
+            for n, item in enumerate(fresh):
+                item.update(id=f"{feed}-r{round_}-{n}", published=start + timedelta(hours=2 * round_),
+                            link=f"https://portal{feed}.example.com/news/{feed}-r{round_}-{n}.html")  # fmt: skip
+            feeds[feed] = fresh + feeds[feed]
     return {f"/feed/{feed}": render(feed, items) for feed, items in feeds.items()}
 
 
@@ -150,14 +153,23 @@ HOSTS = 16
 
 
 def serve(port_out: Any, count: int, latency: float, phase: Any) -> None:
-    bodies = {False: build_feeds(count, steady=False), True: build_feeds(count, steady=True)}
+    """``phase``: the round the feeds are in (0 cold, 1 steady, 2... further rounds)."""
+    bodies = {0: build_feeds(count, steady=False), 1: build_feeds(count, steady=True)}
+    building = threading.Lock()
+
+    def feeds_of(round_: int) -> dict[str, tuple[bytes, str]]:
+        with building:
+            if round_ not in bodies:
+                bodies.clear()  # one later round at a time: memory stays bounded
+                bodies[round_] = build_feeds(count, steady=round_)
+            return bodies[round_]
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
         def do_GET(self) -> None:
             time.sleep(latency)
-            found = bodies[bool(phase.value)].get(self.path)
+            found = feeds_of(int(phase.value)).get(self.path)
             if found is None:
                 self.send_response(404)
                 self.send_header("Content-Length", "0")
@@ -310,9 +322,10 @@ def _measured(target: Callable[..., None], args: tuple[Any, ...], out: Any) -> N
     out.put((wall, cpu + workers, cpu, peak_kib / 1024))
 
 
-def _tree_rss(root: int) -> int:
+def _tree_rss(root: int, exclude: frozenset[int] = frozenset()) -> int:
     """Memory of a process and all its descendants: the sum of their proportional set
-    sizes (PSS), so pages that forked workers share are counted once, not per worker."""
+    sizes (PSS), so pages that forked workers share are counted once, not per worker.
+    Processes in ``exclude`` (and theirs) are not counted."""
     parents: dict[int, int] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -322,7 +335,7 @@ def _tree_rss(root: int) -> int:
         parents[int(stat.parent.name)] = int(fields[1])
     tree, grew = {root}, True
     while grew:
-        found = {pid for pid, parent in parents.items() if parent in tree} - tree
+        found = {pid for pid, parent in parents.items() if parent in tree} - tree - exclude
         tree |= found
         grew = bool(found)
     total_kib = 0
