@@ -51,7 +51,6 @@ _ATOM_LINK_TYPES = {"text": "text/plain", "html": "text/html", "xhtml": "applica
 _DECLARED_ENCODING = re.compile(rb"""^\s*<\?xml[^>]*encoding\s*=\s*["']([^"']+)["']""")
 # feedparser guesses that plain RSS text holding an end tag or an entity is HTML.
 _HTML_LOOKING = re.compile(r"</\w+>|&#?\w+;")
-_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False)
 
 
 class _Unsupported(Exception):
@@ -66,7 +65,9 @@ def parse_common_feed(body: bytes, headers: Mapping[str, str]) -> ParsedFeed | N
     if b"<!DOCTYPE" in head or b"<!--" in body:
         return None
     try:
-        root = etree.fromstring(body, _PARSER)
+        # A parser per call: lxml parsers must not be shared between threads.
+        parser = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False)
+        root = etree.fromstring(body, parser)
         if root.tag == "rss" and root.get("version") == "2.0":
             return _rss(root, headers.get("content-language"))
         if root.tag == f"{ATOM}feed":

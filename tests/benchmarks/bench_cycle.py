@@ -205,6 +205,17 @@ def serve(port_out: Any, count: int, latency: float, phase: Any) -> None:
     servers[0].serve_forever()
 
 
+def start_server(count: int, latency: float) -> tuple[Any, list[int], Any]:
+    """The feed server in its own process: (process, its ports, the shared round number
+    its feeds are in; set it to change them)."""
+    context = multiprocessing.get_context("spawn")
+    port_queue: Any = context.Queue()
+    phase: Any = context.Value("i", 0)
+    server = context.Process(target=serve, args=(port_queue, count, latency, phase), daemon=True)
+    server.start()
+    return server, port_queue.get(), phase
+
+
 def feed_url(ports: list[int], n: int) -> str:
     """Feed n lives on one of HOSTS loopback addresses (127.0.0.1 to 127.0.0.HOSTS)."""
     return f"http://127.0.0.{n % HOSTS + 1}:{ports[n % HOSTS]}/feed/{n}"
@@ -382,14 +393,7 @@ def main() -> None:
         "(postgresql://user@host:port, allowed to create databases)",
     )
     options = parser.parse_args()
-    context = multiprocessing.get_context("spawn")
-    port_queue: Any = context.Queue()
-    phase: Any = context.Value("i", 0)
-    server = context.Process(
-        target=serve, args=(port_queue, options.feeds, options.latency, phase), daemon=True
-    )
-    server.start()
-    ports = port_queue.get()
+    server, ports, phase = start_server(options.feeds, options.latency)
     sizes = [len(b) for b, _ in build_feeds(options.feeds, steady=False).values()]
     print(f"{options.feeds} feeds, {sum(sizes) / len(sizes) / 1024:.0f} KB on average "
           f"({min(sizes) // 1024}-{max(sizes) // 1024} KB), latency {options.latency * 1000:.0f} ms")  # fmt: skip

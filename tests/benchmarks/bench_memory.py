@@ -13,18 +13,16 @@ growth between the first and last five steady cycles.
 from __future__ import annotations
 
 import argparse
-import multiprocessing
 import sys
 import tempfile
 import time
 import urllib.request
 from pathlib import Path
 from statistics import mean
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from bench_cycle import _tree_rss, feed_url, serve, textile_feeds_config
+from bench_cycle import _tree_rss, feed_url, start_server, textile_feeds_config
 
 
 def _rss_mib() -> float:
@@ -47,14 +45,7 @@ def main() -> None:
     from aggregator.prepare import Workers
     from aggregator.storage import Storage
 
-    context = multiprocessing.get_context("spawn")
-    port_queue: Any = context.Queue()
-    phase: Any = context.Value("i", 0)
-    server = context.Process(
-        target=serve, args=(port_queue, options.feeds, options.latency, phase), daemon=True
-    )
-    server.start()
-    ports = port_queue.get()
+    server, ports, phase = start_server(options.feeds, options.latency)
     rows: list[tuple[int, int, float, float, float]] = []
     with tempfile.TemporaryDirectory() as tmp:
         config = load_config(textile_feeds_config(Path(tmp), ports, options.feeds))
