@@ -291,7 +291,7 @@ def _atom_author(author: etree._Element | None) -> str | None:
     names = [child for child in author if child.tag == f"{ATOM}name"]
     if any(child.tag not in (f"{ATOM}name", f"{ATOM}uri") for child in author) or len(names) > 1:
         raise _Unsupported("author with e-mail or extensions")
-    return _text(names[0]) or None if names else None
+    return (_text(names[0]) or None) if names else None
 
 
 # --- shared ---------------------------------------------------------------------------
