@@ -28,7 +28,9 @@ from pathlib import Path
 from aggregator import __version__
 from aggregator.categorize import CompiledTopic, compile_topics
 from aggregator.cluster import (
+    BandIndex,
     ClusterSettings,
+    keys_of,
     same_story,
     shingles,
     story_entry,
@@ -329,9 +331,10 @@ class _GroupCommit:
     went in, and at the end. Every source's items commit together with its polling
     state, so a crash loses whole polls, which are simply polled again.
 
-    Why not one transaction per source: each new item adds 32 rows at random places
-    of the story index; committing those per source rewrote the same index pages
-    hundreds of times (20 ms a commit at 300 sources, half the cycle)."""
+    Why not one transaction per source: each new item adds rows at random places of
+    the keys' and topics' indexes; committing those per source rewrote the same index
+    pages hundreds of times (20 ms a commit at 300 sources, half the cycle, when the
+    band index still had 32 rows an item)."""
 
     def __init__(self, storage: Storage, *, max_items: int = 5000, max_seconds: float = 2.0):
         self._storage = storage
@@ -573,13 +576,23 @@ class _Shared:
     topics: tuple[CompiledTopic, ...]
     settings: ClusterSettings
     now: datetime
-    pruned: bool = False
+    #: The near-duplicate index, loaded when the cycle first stores a new item.
+    bands: BandIndex | None = None
+    band_marker: int | None = None
+    #: The transaction the index last caught up in (once per transaction is enough).
+    caught_up_in: Transaction | None = None
 
-    def prune_once(self, tx: Transaction) -> None:
-        """Once a cycle that stores something: forget band rows nothing new can join."""
-        if not self.pruned:
+    def band_index(self, tx: Transaction) -> BandIndex:
+        """The cycle's band index, with what other writers committed since its last
+        look. The first time, band keys nothing new can join any more are dropped."""
+        if self.bands is None:
             tx.prune_bands(self.now - self.settings.window * 2)
-            self.pruned = True
+            self.bands = BandIndex()
+        if self.caught_up_in is not tx:
+            rows, self.band_marker = tx.band_sets(self.band_marker)
+            self.bands.add(rows)
+            self.caught_up_in = tx
+        return self.bands
 
 
 @dataclass(frozen=True, slots=True)
@@ -589,7 +602,7 @@ class _Pending:
     title: str
     text: str
     story_id: int
-    published_at: datetime
+    published: int  # Unix seconds
 
 
 def _find_story(
@@ -652,31 +665,31 @@ def _store_items(
 
 
 def _new_items(tx: Transaction, shared: _Shared, fresh: Sequence[ReadyItem]) -> list[NewItem]:
-    """Ids and stories for a batch of new items: LSH candidates from one query for the
-    whole batch, plus the batch's own earlier items, checked exactly."""
-    shared.prune_once(tx)
-    window = shared.settings.window
-    bands = [r.bands for r in fresh]
-    published = [r.item.published_at for r in fresh]
-    stored = tx.band_matches(
+    """Ids and stories for a batch of new items: LSH candidates from the band index in
+    one look-up for the whole batch, plus the batch's own earlier items, checked exactly."""
+    index = shared.band_index(tx)
+    window = int(shared.settings.window.total_seconds())
+    bands = [keys_of(r.bands) for r in fresh]
+    published = [int(r.item.published_at.timestamp()) for r in fresh]
+    stored = index.matches(
         (key for keys in bands for key in keys), min(published) - window, max(published) + window
     )
     in_batch: dict[int, list[int]] = {}
     pending: dict[int, _Pending] = {}
     batch: list[NewItem] = []
-    for ready, keys in zip(fresh, bands, strict=True):
+    for ready, keys, when in zip(fresh, bands, published, strict=True):
         item = ready.item
         candidates = {
             item_id
             for key in keys
-            for item_id, when in stored.get(key, ())
-            if abs(when - item.published_at) <= window
+            for item_id, at in stored.get(key, ())
+            if abs(at - when) <= window
         }
         candidates.update(
             item_id
             for key in keys
             for item_id in in_batch.get(key, ())
-            if abs(pending[item_id].published_at - item.published_at) <= window
+            if abs(pending[item_id].published - when) <= window
         )
         story = _find_story(tx, shared.settings, item, candidates, pending)
         item_id = tx.reserve_id("items")
@@ -685,12 +698,13 @@ def _new_items(tx: Transaction, shared: _Shared, fresh: Sequence[ReadyItem]) -> 
             story_id = tx.reserve_id("stories")
         batch.append(NewItem(
             item_id=item_id, item=item, story_id=story_id, new_story=story.story_id is None,
-            similarity=story.similarity, via=story.via, bands=keys,
+            similarity=story.similarity, via=story.via, bands=ready.bands,
             topics=ready.topics,
         ))  # fmt: skip
-        pending[item_id] = _Pending(item.title, item.summary_text, story_id, item.published_at)
+        pending[item_id] = _Pending(item.title, item.summary_text, story_id, when)
         for key in keys:
             in_batch.setdefault(key, []).append(item_id)
+    index.add((new.item_id, when, new.bands) for new, when in zip(batch, published, strict=True))
     return batch
 
 

@@ -21,7 +21,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from aggregator.categorize import CompiledTopic, categorize, compile_topics
-from aggregator.cluster import band_keys, signature
+from aggregator.cluster import band_blob, signature
 from aggregator.config import AppConfig, RuleSet, SourceConfig, TopicConfig
 from aggregator.errors import ParseError
 from aggregator.models import FetchResult, Item, ParsedEntry, TopicMatch
@@ -33,13 +33,13 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class ReadyItem:
-    """A normalized item with its topics and LSH band keys, ready to store. An item
-    the source already delivered with the same content comes without them (empty
-    ``bands``): storing it changes nothing, so nothing was computed."""
+    """A normalized item with its topics and LSH band keys (``cluster.band_blob``),
+    ready to store. An item the source already delivered with the same content comes
+    without them (empty ``bands``): storing it changes nothing, so nothing was computed."""
 
     item: Item
     topics: tuple[TopicMatch, ...]
-    bands: tuple[int, ...]
+    bands: bytes
 
     @property
     def complete(self) -> bool:
@@ -90,7 +90,7 @@ def ready_items(
     """Normalize, categorize and sign every entry of one source; entries whose
     ``fingerprint`` is in ``seen`` (delivered before, unchanged) are only normalized."""
     return tuple(
-        ReadyItem(item=item, topics=(), bands=())
+        ReadyItem(item=item, topics=(), bands=b"")
         if fingerprint(item.keys[0], item.content_hash) in seen
         else complete_item(item, topics, source.name)
         for item in normalize_items(source, base, entries, now)
@@ -101,7 +101,7 @@ def complete_item(item: Item, topics: Sequence[CompiledTopic], source_name: str)
     return ReadyItem(
         item=item,
         topics=categorize(item, topics, source_name),
-        bands=tuple(band_keys(signature(item.title, item.summary_text))),
+        bands=band_blob(signature(item.title, item.summary_text)),
     )
 
 

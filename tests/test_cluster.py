@@ -1,4 +1,4 @@
-"""cluster: shingles, the same-story decision, primary choice, the LSH index window."""
+"""cluster: shingles, the same-story decision, primary choice, the LSH band index."""
 
 from __future__ import annotations
 
@@ -9,10 +9,13 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 
 from aggregator.cluster import (
+    BandIndex,
     ClusterSettings,
     Member,
+    band_blob,
     band_keys,
     jaccard,
+    keys_of,
     primary,
     same_story,
     shingles,
@@ -188,3 +191,57 @@ def test_band_keys_find_reposts_not_strangers() -> None:
     shared = set(keys) & set(band_keys(signature(*repost)))
     assert shared, "a light edit keeps most bands"
     assert not set(keys) & set(band_keys(signature(*stranger)))
+
+
+def _blob(keys: list[int]) -> bytes:
+    return np.array(keys, dtype="<i8").tobytes()
+
+
+def test_band_blob_packs_the_band_keys() -> None:
+    assert keys_of(band_blob(signature(*TEXT))) == band_keys(signature(*TEXT))
+
+
+def test_band_index_finds_items_sharing_a_key_within_the_window() -> None:
+    index = BandIndex()
+    index.add([(1, 100, _blob([5, 6])), (2, 200, _blob([6, 7])), (3, 900, _blob([6]))])
+    assert index.matches([6, 8], 100, 200) == {6: [(1, 100), (2, 200)]}  # 3 is too late
+    assert index.matches([5, 7, 9], 0, 1000) == {5: [(1, 100)], 7: [(2, 200)]}
+    assert index.matches([], 0, 1000) == {}
+    assert len(index) == 3 and 2 in index and 4 not in index
+
+
+def test_band_index_skips_items_it_has_and_items_without_keys() -> None:
+    """A refresh reads back what the cycle itself added: no item may count twice."""
+    index = BandIndex()
+    index.add([(1, 100, _blob([5]))])
+    index.add([(1, 100, _blob([5])), (2, 100, b"")])
+    assert index.matches([5], 0, 1000) == {5: [(1, 100)]}
+    assert len(index) == 1
+
+
+def test_band_index_agrees_with_a_plain_dict_over_many_merged_runs() -> None:
+    """Batches of different sizes make runs that merge; every look-up must still find
+    exactly what a dict of all keys holds."""
+    draw = random.Random(3)
+    index = BandIndex()
+    reference: dict[int, list[tuple[int, int]]] = {}
+    item_id = 0
+    for _batch in range(300):
+        rows = []
+        for _ in range(draw.choice([1, 2, 5, 45])):
+            item_id += 1
+            published = draw.randrange(0, 1000)
+            keys = draw.sample(range(5000), 4)
+            rows.append((item_id, published, _blob(keys)))
+            for key in keys:
+                reference.setdefault(key, []).append((item_id, published))
+        index.add(rows)
+        if _batch % 50 == 0:
+            query = draw.sample(range(5000), 200)
+            got = index.matches(query, 300, 700)
+            want = {
+                key: [hit for hit in reference.get(key, []) if 300 <= hit[1] <= 700]
+                for key in query
+            }
+            assert {k: sorted(v) for k, v in got.items()} == {k: v for k, v in want.items() if v}
+    assert len(index._runs) < 12  # merged as it grew (about log2 of the batches)

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from aggregator.config import SourceConfig
 from aggregator.errors import ConflictError
 from aggregator.models import FetchOutcome, Item, PollUpdate, TermHit, TopicMatch, Validators
-from aggregator.storage import Storage
+from aggregator.storage import NewItem, Storage, Transaction
 from aggregator.storage.migrations import MIGRATIONS
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
@@ -246,27 +246,35 @@ def test_prune_forgets_old_items_a_feed_no_longer_shows(storage: Storage) -> Non
         assert tx.known_items(["link:https://x.org/0"])["link:https://x.org/0"].item_id == ids[0]
 
 
-def test_band_matches_keep_to_the_window_and_old_bands_are_pruned(storage: Storage) -> None:
-    with storage.transaction() as tx:
-        recent = tx.insert_item(item(), NOW)
-        old = tx.insert_item(item(keys=("link:https://x.org/old",)), NOW)
+def test_band_sets_are_stored_one_row_an_item_read_since_a_marker_and_pruned(
+    storage: Storage,
+) -> None:
+    from aggregator.cluster import band_blob, signature
+
+    blob = band_blob(signature("Cotton prices rise", "Spinners buy more yarn."))
+
+    def insert(tx: Transaction, key: str, published_at: datetime = NOW) -> int:
+        item_id = tx.reserve_id("items")
+        new = NewItem(item_id=item_id, item=item(keys=(key,), published_at=published_at),
+                      story_id=tx.reserve_id("stories"), new_story=True, bands=blob)  # fmt: skip
+        tx.insert_items([new], NOW)
+        return item_id
+
     with storage.transaction() as tx:
         tx.insert_items([], NOW)  # an empty batch writes nothing
-    bands = storage._t["item_bands"]  # written here directly: insert_items is tested above
-    with storage._engine.begin() as connection:
-        long_ago = int((NOW - timedelta(days=40)).timestamp())
-        connection.execute(bands.insert(), [
-            {"band_key": 7, "item_id": recent, "published_ts": int(NOW.timestamp())},
-            {"band_key": 7, "item_id": old, "published_ts": long_ago},
-            {"band_key": 8, "item_id": old, "published_ts": long_ago},
-        ])  # fmt: skip
+        tx.insert_item(item(), NOW)  # no band keys: not indexed
+        assert tx.band_sets()[0] == []
+        old = insert(tx, "link:https://x.org/b", NOW - timedelta(days=40))
+    long_ago = int((NOW - timedelta(days=40)).timestamp())
     with storage.transaction() as tx:
-        window = tx.band_matches([7, 8, 9], NOW - timedelta(days=14), NOW + timedelta(days=14))
-    assert window == {7: [(recent, NOW)]}
+        everything, marker = tx.band_sets()
+        assert everything == [(old, long_ago, blob)]
+        assert tx.band_sets(marker)[0] == []  # nothing written since
+        new = insert(tx, "link:https://x.org/c")
+        assert [row[0] for row in tx.band_sets(marker)[0]] == [new]
     with storage.transaction() as tx:
-        assert tx.prune_bands(NOW - timedelta(days=28)) == 2
-    with storage.transaction() as tx:
-        assert tx.band_matches([7, 8], NOW - timedelta(days=99), NOW) == {7: [(recent, NOW)]}
+        assert tx.prune_bands(NOW - timedelta(days=28)) == 1
+        assert [row[0] for row in tx.band_sets()[0]] == [new]
 
 
 def test_a_version_5_database_keeps_its_stories_findable_through_both_band_schemes(
@@ -278,7 +286,7 @@ def test_a_version_5_database_keeps_its_stories_findable_through_both_band_schem
     signatures. An item stored before both must still be found by a repost."""
     import hashlib
 
-    from aggregator.cluster import band_keys, shingles, signature
+    from aggregator.cluster import BandIndex, band_keys, keys_of, shingles, signature
     from aggregator.storage import migrations
 
     # _sha1_signature is the old scheme: the digest datasketch's output gave in issue 8.
@@ -319,12 +327,19 @@ def test_a_version_5_database_keeps_its_stories_findable_through_both_band_schem
     engine.dispose()
     storage = Storage.open_sqlite(path)
     assert storage.schema_version == len(MIGRATIONS)
+    index = BandIndex()
     with storage.transaction() as tx:
-        repost = signature(title, text + " (source: Reuters)")
-        found = tx.band_matches(band_keys(repost), NOW - timedelta(days=1), NOW + timedelta(days=1))
-        assert found and all(hits == [(7, NOW)] for hits in found.values())
-        assert len(tx.band_matches(band_keys(signature(title, text)), NOW, NOW)) == 32
-    assert "item_signatures" not in sa.inspect(storage._engine).get_table_names()
+        rows, _marker = tx.band_sets()
+    index.add(rows)
+    [(_, _, stored_keys)] = rows  # migration 10 packed the rebuilt keys into one row
+    assert sorted(keys_of(stored_keys)) == sorted(band_keys(signature(title, text)))
+    repost = band_keys(signature(title, text + " (source: Reuters)"))
+    at = int(NOW.timestamp())
+    found = index.matches(repost, at - 86400, at + 86400)
+    assert found and all(hits == [(7, at)] for hits in found.values())
+    assert len(index.matches(band_keys(signature(title, text)), at, at)) == 32
+    tables = sa.inspect(storage._engine).get_table_names()
+    assert "item_signatures" not in tables and "item_bands" not in tables
     storage.close()
 
 

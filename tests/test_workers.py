@@ -3,6 +3,7 @@ no duplicate items, one publisher, and a worker killed with SIGKILL mid-cycle.""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -13,6 +14,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -63,6 +65,52 @@ def test_hosts_are_leased_to_one_worker_until_released_or_expired(pg_url: str) -
         # w2 and w3 died: their leases run out and every host is free again.
         later = NOW + timedelta(seconds=63)
         assert set(storage.claim_hosts("w4", ids, later, lease=60, limit=9)) == {*first, *second}
+    finally:
+        storage.close()
+
+
+def test_a_workers_band_index_catches_up_whatever_order_others_commit_in(pg_url: str) -> None:
+    """Workers take item ids in blocks, so a transaction holding lower ids can commit
+    after one holding higher ids: catching up by "ids above the last seen" would miss
+    its items for good. The transaction-id marker must not."""
+    from aggregator.cluster import band_blob, signature
+    from aggregator.models import Item
+    from aggregator.storage import NewItem
+
+    storage = Storage.open_url(pg_url)
+    blob = band_blob(signature("Cotton prices rise", "Spinners buy more yarn."))
+
+    def insert(tx: Any, n: int) -> int:
+        item_id = tx.reserve_id("items")
+        item = Item(
+            source_id="s0", keys=(f"link:https://x.org/{n}",), link=f"https://x.org/{n}", guid=None,
+            title="t", summary_html="", summary_text="", published_at=NOW, updated_at=NOW,
+            date_missing=False, author=None, categories=(), language="en", content_hash="h",
+        )  # fmt: skip
+        tx.insert_items([NewItem(item_id=item_id, item=item, story_id=tx.reserve_id("stories"),
+                                 new_story=True, bands=blob)], NOW)  # fmt: skip
+        return item_id
+
+    try:
+        with storage.transaction() as tx:
+            tx.sync_sources([source(0)])
+        with contextlib.ExitStack() as slow:
+            early = insert(slow.enter_context(storage.transaction()), 1)  # lower ids, open
+            with storage.transaction() as tx:
+                rows, marker = tx.band_sets()
+                assert rows == []
+            with storage.transaction() as tx:
+                late = insert(tx, 2)
+            assert late > early
+            with storage.transaction() as tx:
+                rows, marker = tx.band_sets(marker)
+                assert [row[0] for row in rows] == [late]
+        # The slow transaction has committed now, after the one with the higher ids.
+        with storage.transaction() as tx:
+            rows, marker = tx.band_sets(marker)
+            assert early in [row[0] for row in rows]
+        with storage.transaction() as tx:
+            assert tx.band_sets(marker)[0] == []
     finally:
         storage.close()
 

@@ -58,8 +58,8 @@ class NewItem:
     new_story: bool
     similarity: float | None = None
     via: int | None = None
-    #: Its LSH band keys (``cluster.band_keys`` of the signature).
-    bands: tuple[int, ...] = ()
+    #: Its LSH band keys (``cluster.band_blob`` of the signature).
+    bands: bytes = b""
     topics: tuple[TopicMatch, ...] = ()
 
     @property
@@ -102,9 +102,6 @@ _NEVER_BLOCKED = datetime(1970, 1, 1, tzinfo=UTC)
 
 #: Ids a PostgreSQL transaction takes from a sequence at once.
 _ID_BLOCK = 64
-
-#: Values per IN (...) list, well under every engine's limit on bound parameters.
-_MAX_IN = 900
 
 # Namespace for public ids: uuid5 of an item's first key, so an id is reproducible
 # from the data and never changes once the item is stored.
@@ -937,15 +934,11 @@ class Transaction:
             [_source_row(new.item_id, new.item, now) for new in batch],
             ignore_conflicts=True,
         )
-        # Sorted by key: the rows land in neighbouring B-tree pages, not all over it.
-        bands = sorted(
-            (key, new.item_id, published)
-            for new in batch
-            if new.bands
-            for published in [int(new.item.published_at.timestamp())]
-            for key in new.bands
+        self._insert_tuples(
+            "item_lsh",
+            ("item_id", "published_ts", "band_keys"),
+            [(n.item_id, int(n.item.published_at.timestamp()), n.bands) for n in batch if n.bands],
         )
-        self._insert_tuples("item_bands", ("band_key", "item_id", "published_ts"), bands)
         topics = [_topic_row(new.item_id, match) for new in batch for match in new.topics]
         self._insert_rows("item_topics", topics)
 
@@ -1018,40 +1011,35 @@ class Transaction:
         self._c.exec_driver_sql(f"{verb} INTO {table} ({names}) VALUES ({marks})", rows)
 
     def prune_bands(self, older_than: datetime) -> int:
-        """Drop LSH band rows of items published before ``older_than``: nothing new can
-        join their stories any more. Returns how many rows went."""
-        bands = self._t["item_bands"]
-        result = self._c.execute(
-            bands.delete().where(bands.c.published_ts < int(older_than.timestamp()))
-        )
+        """Drop the LSH band keys of items published before ``older_than``: nothing new
+        can join their stories any more. Returns how many items' keys went."""
+        bands = self._t["item_lsh"]
+        cutoff = int(older_than.timestamp())
+        result = self._c.execute(bands.delete().where(bands.c.published_ts < cutoff))
         return int(result.rowcount or 0)
 
-    def band_matches(
-        self, keys: Iterable[int], since: datetime, until: datetime
-    ) -> dict[int, list[tuple[int, datetime]]]:
-        """Stored items published between ``since`` and ``until`` sharing an LSH band
-        key with ``keys``: key -> [(item id, published)]."""
-        keys = list(dict.fromkeys(keys))
-        found: dict[int, list[tuple[int, datetime]]] = {}
-        postgres = self._c.dialect.name == "postgresql"
-        step = (len(keys) or 1) if postgres else _MAX_IN  # one array parameter holds all
-        span = (int(since.timestamp()), int(until.timestamp()))
-        select = "SELECT band_key, item_id, published_ts FROM item_bands WHERE "
-        for start in range(0, len(keys), step):
-            chunk = keys[start : start + step]
-            # Plain SQL to the driver: this runs once per source with over a thousand
-            # keys, and SQLAlchemy's rendering of the IN list cost more than the query.
-            if postgres:
-                sql = select + "band_key = ANY(%s) AND published_ts BETWEEN %s AND %s"
-                rows = self._c.exec_driver_sql(sql, (chunk, *span))
+    def band_sets(self, marker: int | None = None) -> tuple[list[tuple[int, int, bytes]], int]:
+        """(item id, published Unix seconds, ``band_blob``) of the stored items: all of
+        them (``marker`` None), or at least those written since the call that returned
+        ``marker``; and the marker to pass next time (see cluster.BandIndex)."""
+        select = "SELECT item_id, published_ts, band_keys FROM item_lsh"
+        if self._c.dialect.name == "postgresql":
+            # Every row carries the id of the transaction that wrote it. Any transaction
+            # still running when the marker was taken has an id >= the snapshot's xmin,
+            # so rows committed after this read are found next time, whatever order
+            # several workers' transactions commit in (row ids do not tell).
+            next_marker = self._c.exec_driver_sql(
+                "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint"
+            ).scalar_one()
+            if marker is None:
+                rows = self._c.exec_driver_sql(select)
             else:
-                marks = ", ".join("?" * len(chunk))
-                sql = select + f"band_key IN ({marks}) AND published_ts BETWEEN ? AND ?"
-                rows = self._c.exec_driver_sql(sql, (*chunk, *span))
-            for key, item_id, published in rows:
-                when = datetime.fromtimestamp(published, UTC)
-                found.setdefault(key, []).append((item_id, when))
-        return found
+                rows = self._c.exec_driver_sql(select + " WHERE written_xid >= %s", (marker,))
+            return [(i, p, bytes(b)) for i, p, b in rows], int(next_marker)
+        # SQLite: one writer at a time, taking ids in order: newer rows have larger ids.
+        rows = self._c.exec_driver_sql(select + " WHERE item_id > ?", (marker or 0,))
+        found = [(i, p, bytes(b)) for i, p, b in rows]
+        return found, max([marker or 0, *(row[0] for row in found[-1:])])
 
     def item_texts(self, item_ids: Iterable[int]) -> dict[int, tuple[str, str, int]]:
         """Title, summary text and story of each item (for the near-duplicate check)."""

@@ -8,6 +8,7 @@ types so the same migrations build SQLite and (later) PostgreSQL schemas.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -275,6 +276,51 @@ def _v9_token_hash_bands(connection: sa.Connection) -> None:
     connection.execute(sa.text("DROP TABLE item_signatures"))
 
 
+def _v10_band_sets(connection: sa.Connection) -> None:
+    """Issue 8: one row of LSH band keys an item (``item_lsh``) instead of one row a
+    band (``item_bands``); the index is built in memory for each cycle that stores
+    something (see cluster.BandIndex). On PostgreSQL each row also records the
+    transaction that wrote it, so a worker can read what the others committed since
+    its last look (see Transaction.band_sets)."""
+    metadata = sa.MetaData()
+    columns: list[sa.Column[Any]] = [
+        sa.Column("item_id", sa.Integer, primary_key=True, autoincrement=False),  # items.id
+        sa.Column("published_ts", sa.BigInteger, nullable=False),
+        sa.Column("band_keys", sa.LargeBinary, nullable=False),  # cluster.band_blob
+    ]
+    if connection.dialect.name == "postgresql":
+        columns.append(
+            sa.Column(
+                "written_xid",
+                sa.BigInteger,
+                nullable=False,
+                server_default=sa.text("(pg_current_xact_id()::text::bigint)"),
+                index=True,
+            )
+        )
+    sets = sa.Table("item_lsh", metadata, *columns)
+    metadata.create_all(connection)
+    bands = sa.table(
+        "item_bands", sa.column("band_key"), sa.column("item_id"), sa.column("published_ts")
+    )
+    found = connection.execute(
+        sa.select(bands.c.item_id, bands.c.published_ts, bands.c.band_key).order_by(bands.c.item_id)
+    )
+    rows = found.all() if found is not None else []  # None: a mock engine compiling SQL
+    packed = [
+        {
+            "item_id": item_id,
+            "published_ts": group[0][1],
+            "band_keys": b"".join(key.to_bytes(8, "little", signed=True) for *_, key in group),
+        }
+        for item_id, grouped in itertools.groupby(rows, key=lambda row: row[0])
+        for group in [list(grouped)]
+    ]
+    for start in range(0, len(packed), 1000):
+        connection.execute(sets.insert(), packed[start : start + 1000])
+    connection.execute(sa.text("DROP TABLE item_bands"))
+
+
 #: Every migration ever shipped, in order. Append only.
 MIGRATIONS: tuple[Migration, ...] = (
     _v1_initial,
@@ -286,6 +332,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     _v7_worker_leases,
     _v8_story_index,
     _v9_token_hash_bands,
+    _v10_band_sets,
 )
 
 _VERSIONS = sa.Table(
