@@ -236,6 +236,10 @@ def _folded(signature_data: bytes) -> np.ndarray:
     return folded >> np.uint64(1)
 
 
+#: Keys in a run that is no longer merged (12 bytes a key: 12 MB).
+RUN_LIMIT = 1 << 20
+
+
 class BandIndex:
     """The band keys of the items a new item can join, in memory for one cycle: key ->
     (item id, published Unix seconds).
@@ -248,6 +252,8 @@ class BandIndex:
     Keys sit in sorted numpy runs, each batch's added as a new run and neighbours
     merged when of similar size (a log-structured merge: a stable sort of two sorted
     runs is a linear merge), so adding stays cheap and a look-up searches ~log n runs.
+    Runs stop growing at ``RUN_LIMIT`` keys: merging two halves of a 90,000-item index
+    needed ~90 MB of temporaries.
     """
 
     def __init__(self) -> None:
@@ -264,7 +270,12 @@ class BandIndex:
 
     def add(self, entries: Iterable[tuple[int, int, bytes]]) -> None:
         """Index (item id, published Unix seconds, ``band_blob``) entries; an item
-        already indexed is skipped (a refresh reads back what this cycle added)."""
+        already indexed is skipped (catching up reads back what this cycle added)."""
+        chunk = iter(entries)
+        while batch := list(itertools.islice(chunk, 4096)):  # bounded temporaries
+            self._add_run(batch)
+
+    def _add_run(self, entries: list[tuple[int, int, bytes]]) -> None:
         blobs: list[bytes] = []
         counts: list[int] = []
         first_slot = len(self._ids)
@@ -282,10 +293,14 @@ class BandIndex:
         slots = np.repeat(np.arange(first_slot, len(self._ids), dtype=np.int32), counts)
         order = np.argsort(keys, kind="stable")
         self._runs.append((keys[order], slots[order]))
-        while len(self._runs) > 1 and len(self._runs[-2][0]) <= 2 * len(self._runs[-1][0]):
+        while (
+            len(self._runs) > 1
+            and len(self._runs[-2][0]) <= 2 * len(self._runs[-1][0])
+            and len(self._runs[-2][0]) < RUN_LIMIT
+        ):
             (keys_a, slots_a), (keys_b, slots_b) = self._runs[-2:]
             keys = np.concatenate((keys_a, keys_b))
-            order = np.argsort(keys, kind="stable")
+            order = np.argsort(keys, kind="stable")  # two sorted runs: a linear merge
             self._runs[-2:] = [(keys[order], np.concatenate((slots_a, slots_b))[order])]
 
     def matches(

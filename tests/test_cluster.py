@@ -7,7 +7,9 @@ import random
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
+import pytest
 
+from aggregator import cluster
 from aggregator.cluster import (
     BandIndex,
     ClusterSettings,
@@ -219,9 +221,13 @@ def test_band_index_skips_items_it_has_and_items_without_keys() -> None:
     assert len(index) == 1
 
 
-def test_band_index_agrees_with_a_plain_dict_over_many_merged_runs() -> None:
-    """Batches of different sizes make runs that merge; every look-up must still find
-    exactly what a dict of all keys holds."""
+@pytest.mark.parametrize("run_limit", [cluster.RUN_LIMIT, 300])
+def test_band_index_agrees_with_a_plain_dict_over_many_merged_runs(
+    run_limit: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Batches of different sizes make runs that merge (up to the run size limit);
+    every look-up must still find exactly what a dict of all keys holds."""
+    monkeypatch.setattr(cluster, "RUN_LIMIT", run_limit)
     draw = random.Random(3)
     index = BandIndex()
     reference: dict[int, list[tuple[int, int]]] = {}
@@ -244,4 +250,8 @@ def test_band_index_agrees_with_a_plain_dict_over_many_merged_runs() -> None:
                 for key in query
             }
             assert {k: sorted(v) for k, v in got.items()} == {k: v for k, v in want.items() if v}
-    assert len(index._runs) < 12  # merged as it grew (about log2 of the batches)
+    runs = [len(keys) for keys, _slots in index._runs]
+    if run_limit > sum(runs):
+        assert len(runs) < 12  # merged as it grew (about log2 of the batches)
+    else:
+        assert len(runs) > 12 and max(runs) < 3 * run_limit

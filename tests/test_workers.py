@@ -98,7 +98,7 @@ def test_a_workers_band_index_catches_up_whatever_order_others_commit_in(pg_url:
             early = insert(slow.enter_context(storage.transaction()), 1)  # lower ids, open
             with storage.transaction() as tx:
                 rows, marker = tx.band_sets()
-                assert rows == []
+                assert list(rows) == []
             with storage.transaction() as tx:
                 late = insert(tx, 2)
             assert late > early
@@ -110,7 +110,7 @@ def test_a_workers_band_index_catches_up_whatever_order_others_commit_in(pg_url:
             rows, marker = tx.band_sets(marker)
             assert early in [row[0] for row in rows]
         with storage.transaction() as tx:
-            assert tx.band_sets(marker)[0] == []
+            assert list(tx.band_sets(marker)[0]) == []
     finally:
         storage.close()
 
