@@ -236,8 +236,8 @@ def _folded(signature_data: bytes) -> np.ndarray:
     return folded >> np.uint64(1)
 
 
-#: Keys in a run that is no longer merged (12 bytes a key: 12 MB).
-RUN_LIMIT = 1 << 20
+#: Keys in a run that is no longer merged (12 bytes a key: 3 MB).
+RUN_LIMIT = 1 << 18
 
 
 class BandIndex:
@@ -253,7 +253,7 @@ class BandIndex:
     merged when of similar size (a log-structured merge: a stable sort of two sorted
     runs is a linear merge), so adding stays cheap and a look-up searches ~log n runs.
     Runs stop growing at ``RUN_LIMIT`` keys: merging two halves of a 90,000-item index
-    needed ~90 MB of temporaries.
+    needed ~90 MB of temporaries; a look-up then searches a dozen or so more runs.
     """
 
     def __init__(self) -> None:
@@ -311,12 +311,12 @@ class BandIndex:
         query = np.unique(np.fromiter(keys, dtype=np.int64))
         found: dict[int, list[tuple[int, int]]] = {}
         for run_keys, run_slots in self._runs:
-            starts = np.searchsorted(run_keys, query, "left")
-            ends = np.searchsorted(run_keys, query, "right")
-            hit = np.flatnonzero(ends > starts)
-            for key, start, end in zip(
-                query[hit].tolist(), starts[hit].tolist(), ends[hit].tolist(), strict=True
-            ):
+            starts = np.minimum(np.searchsorted(run_keys, query), len(run_keys) - 1)
+            hit = np.flatnonzero(run_keys[starts] == query)
+            for key, start in zip(query[hit].tolist(), starts[hit].tolist(), strict=True):
+                end = start + 1
+                while end < len(run_keys) and run_keys[end] == key:  # rare: a repost's
+                    end += 1
                 for slot in run_slots[start:end].tolist():
                     published = self._published[slot]
                     if since <= published <= until:
