@@ -7,9 +7,42 @@ timezone-aware UTC. Nothing from feedparser, httpx or SQLAlchemy leaks past its 
 
 from __future__ import annotations
 
+import dataclasses
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+#: Field names of each class pickled by ``compact_pickle``, in order.
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _unpickle(cls: type[T], values: tuple[Any, ...]) -> T:
+    made = object.__new__(cls)
+    for name, value in zip(_FIELD_NAMES[cls], values, strict=True):
+        object.__setattr__(made, name, value)
+    return made
+
+
+def compact_pickle(cls: type[T]) -> type[T]:
+    """Pickle a frozen dataclass as its field values in order.
+
+    Frozen slots dataclasses otherwise pickle through dataclasses' generic state
+    functions, which call ``fields()`` for every object: shipping prepared items from
+    the worker processes cost ~110 us an item (pickling and unpickling), about a tenth
+    of a cold cycle's CPU; ~25 us this way. Only for objects passed between processes
+    of one version: ``__init__`` is not run again."""
+    names = tuple(f.name for f in dataclasses.fields(cls))  # type: ignore[arg-type]
+    _FIELD_NAMES[cls] = names
+
+    def __reduce__(self: T) -> tuple[Callable[..., T], tuple[Any, ...]]:
+        return _unpickle, (cls, tuple([getattr(self, name) for name in names]))
+
+    cls.__reduce__ = __reduce__  # type: ignore[assignment,method-assign]
+    return cls
 
 
 class FetchOutcome(enum.StrEnum):
@@ -104,6 +137,7 @@ class ParsedFeed:
     ttl_minutes: int | None = None
 
 
+@compact_pickle
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Item:
     """A normalized entry: clean text, canonical link, UTC dates, dedupe keys."""
@@ -145,6 +179,27 @@ class TopicMatch:
 
     slug: str
     hits: tuple[TermHit, ...]
+
+    def __reduce__(self) -> tuple[Callable[..., TopicMatch], tuple[Any, ...]]:
+        # Hits travel as plain tuples and come back shared (see compact_pickle): an
+        # item carries ~20 of them, drawn from the taxonomy's few hundred terms.
+        return _topic_match, (self.slug, tuple([(h.term, h.field, h.weight) for h in self.hits]))
+
+
+_shared_hits: dict[tuple[str, str, float], TermHit] = {}
+
+
+def _topic_match(slug: str, hits: tuple[tuple[str, str, float], ...]) -> TopicMatch:
+    shared = []
+    for values in hits:
+        hit = _shared_hits.get(values)
+        if hit is None:
+            if len(_shared_hits) > 50_000:  # taxonomies replaced many times over
+                _shared_hits.clear()
+            term, field_name, weight = values
+            hit = _shared_hits[values] = TermHit(term=term, field=field_name, weight=weight)
+        shared.append(hit)
+    return TopicMatch(slug=slug, hits=tuple(shared))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

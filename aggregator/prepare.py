@@ -24,13 +24,14 @@ from aggregator.categorize import CompiledTopic, categorize, compile_topics
 from aggregator.cluster import band_blob, signature
 from aggregator.config import AppConfig, RuleSet, SourceConfig, TopicConfig
 from aggregator.errors import ParseError
-from aggregator.models import FetchResult, Item, ParsedEntry, TopicMatch
+from aggregator.models import FetchResult, Item, ParsedEntry, TopicMatch, compact_pickle
 from aggregator.normalize import normalize_entry
 from aggregator.parse import parse_feed
 
 log = logging.getLogger(__name__)
 
 
+@compact_pickle
 @dataclass(frozen=True, slots=True)
 class ReadyItem:
     """A normalized item with its topics and LSH band keys (``cluster.band_blob``),
@@ -52,6 +53,7 @@ def fingerprint(key: str, content_hash: str) -> int:
     return int.from_bytes(digest, "little")
 
 
+@compact_pickle
 @dataclass(frozen=True, slots=True)
 class PreparedSource:
     """What one source's fetch yielded, ready to store."""
