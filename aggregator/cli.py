@@ -26,10 +26,8 @@ from aggregator.curate import recategorize as recategorize_items
 from aggregator.errors import AggregatorError, ConfigError
 from aggregator.models import CycleReport, FetchOutcome, SourceState, TermHit
 from aggregator.pipeline import publish_stored, run_cycle, try_source
-from aggregator.scheduler import run_daemon
 from aggregator.storage import Storage
 from aggregator.storage.lock import database_lock
-from aggregator.worker import run_worker
 
 EXIT_FAILURE = 1
 EXIT_CONFIG = 2
@@ -134,6 +132,8 @@ def run(ctx: click.Context, config_dir: Path | None, once: bool) -> None:
         storage = Storage.for_config(config)
         try:
             if storage.engine_name != "sqlite":  # PostgreSQL: work alongside other workers
+                from aggregator.worker import run_worker  # APScheduler: daemons only
+
                 run_worker(config, storage, once=once)
                 if once:
                     click.echo(_worker_summary(config, storage))
@@ -145,6 +145,8 @@ def run(ctx: click.Context, config_dir: Path | None, once: bool) -> None:
                     if report.publish_errors:
                         ctx.exit(EXIT_FAILURE)
                 else:
+                    from aggregator.scheduler import run_daemon
+
                     run_daemon(config, storage)
         finally:
             storage.close()
@@ -171,6 +173,8 @@ def worker(ctx: click.Context, config_dir: Path | None) -> None:
     try:
         storage = Storage.for_config(config)
         try:
+            from aggregator.worker import run_worker
+
             run_worker(config, storage)
         finally:
             storage.close()

@@ -23,7 +23,6 @@ from typing import Annotated, Any, Literal, TypeVar
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import parsel
 import yaml
 from pydantic import (
     BaseModel,
@@ -39,6 +38,13 @@ from aggregator import __version__
 from aggregator.cluster import ClusterSettings
 from aggregator.errors import ConfigError, ConfigProblem
 from aggregator.rules import RuleError, parse_expression, parse_term
+
+#: Every feed is published in each format, as ``<slug>.<extension>``: extension -> media type.
+FEED_FORMATS = {
+    "rss": "application/rss+xml",
+    "atom": "application/atom+xml",
+    "json": "application/feed+json",
+}
 
 DEFAULT_SETTINGS_FILE = "settings.yaml"
 DEFAULT_SOURCES_FILE = "sources.yaml"
@@ -380,6 +386,8 @@ def _selector(value: object) -> str:
     """A CSS selector, optionally ending in ``::text`` or ``::attr(name)`` (parsel)."""
     if not isinstance(value, str) or not value.strip():
         raise _fail("selector", "expected a CSS selector")
+    import parsel  # with lxml: only configurations with html sources pay the import
+
     try:
         parsel.Selector(text="<html></html>").css(value)
     except Exception as exc:  # cssselect raises several unrelated exception types

@@ -17,7 +17,6 @@ from datetime import datetime, timedelta
 from aggregator.categorize import TopicVerdict, categorize, compile_topics, verdicts
 from aggregator.config import AppConfig
 from aggregator.models import Item, TermHit
-from aggregator.normalize import canonical_url
 from aggregator.storage import Storage
 
 RULES_FINGERPRINT = "topic_rules_fingerprint"
@@ -126,6 +125,8 @@ class Explanation:
 
 def explain(config: AppConfig, storage: Storage, url: str) -> Explanation | None:
     """Every topic's reasoning about the stored item at ``url`` (None if not stored)."""
+    from aggregator.normalize import canonical_url  # w3lib, nh3: not for every cycle
+
     link = canonical_url(url)
     found = storage.item_by_link(link) if link else None
     if found is None:

@@ -285,3 +285,30 @@ def test_explain_preview_and_recategorize(demo: Path, tmp_path: Path) -> None:
     assert "  labour-compliance    0" in out
     code, out, _ = invoke("--config", str(demo), "recategorize")
     assert code == 0 and "0 changed topics" in out  # already applied
+
+
+def test_a_cycle_of_304s_loads_no_parser_minhash_or_publisher(
+    tmp_path: Path, feed_server: FeedServer
+) -> None:
+    """What a cycle with nothing new does not need is imported only when needed: a run
+    under cron pays every import at each start (they were a third of an all-304 cycle
+    of 2,000 sources beyond the fetching itself)."""
+    feed_server.routes["/f.xml"] = Route(body=(DATA / "rss20.xml").read_bytes())
+    sources = f"sources:\n  - id: f\n    name: F\n    url: {feed_server.url('/f.xml')}\n"
+    folder = write_config(tmp_path / "cfg", sources=sources)
+    first = [sys.executable, "-m", "aggregator", "--config", str(folder), "run", "--once"]
+    assert subprocess.run(first, capture_output=True, timeout=60).returncode == 0
+    heavy = ["numpy", "lxml", "feedparser", "feedgen", "jinja2", "parsel", "apscheduler",
+             "nh3", "w3lib", "dateutil", "sqlalchemy.dialects.postgresql"]  # fmt: skip
+    script = (
+        "import sys\n"
+        "from aggregator.cli import cli\n"
+        f"cli.main(['--config', {str(folder)!r}, 'run', '--once'], standalone_mode=False)\n"
+        f"print(sorted(m for m in {heavy!r} if m in sys.modules))\n"
+    )
+    again = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                           timeout=60, cwd=PROJECT)  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    assert "Sources: 0 ok, 1 not modified" in again.stdout
+    assert again.stdout.strip().splitlines()[-1] == "[]"
+    assert [hit.status for hit in feed_server.hits] == [200, 304]

@@ -1,4 +1,5 @@
-"""cluster: shingles, the same-story decision, primary choice, the LSH band index."""
+"""cluster and minhash: shingles, the same-story decision, primary choice, MinHash
+signatures and the LSH band index."""
 
 from __future__ import annotations
 
@@ -9,21 +10,17 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
-from aggregator import cluster
+from aggregator import minhash
 from aggregator.cluster import (
-    BandIndex,
     ClusterSettings,
     Member,
-    band_blob,
-    band_keys,
     jaccard,
-    keys_of,
     primary,
     same_story,
     shingles,
-    signature,
     tokens,
 )
+from aggregator.minhash import BandIndex, band_blob, band_keys, keys_of, signature
 
 NOW = datetime(2026, 11, 26, tzinfo=UTC)
 SETTINGS = ClusterSettings()
@@ -221,13 +218,13 @@ def test_band_index_skips_items_it_has_and_items_without_keys() -> None:
     assert len(index) == 1
 
 
-@pytest.mark.parametrize("run_limit", [cluster.RUN_LIMIT, 300])
+@pytest.mark.parametrize("run_limit", [minhash.RUN_LIMIT, 300])
 def test_band_index_agrees_with_a_plain_dict_over_many_merged_runs(
     run_limit: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Batches of different sizes make runs that merge (up to the run size limit);
     every look-up must still find exactly what a dict of all keys holds."""
-    monkeypatch.setattr(cluster, "RUN_LIMIT", run_limit)
+    monkeypatch.setattr(minhash, "RUN_LIMIT", run_limit)
     draw = random.Random(3)
     index = BandIndex()
     reference: dict[int, list[tuple[int, int]]] = {}

@@ -108,8 +108,8 @@ def test_workers_skip_entries_delivered_before_and_store_the_same(tmp_path: Path
 
 def test_entries_delivered_before_are_not_categorized_again() -> None:
     from aggregator.categorize import compile_topics
-    from aggregator.cluster import keys_of
     from aggregator.config import SourceConfig, load_config
+    from aggregator.minhash import keys_of
     from aggregator.models import ParsedEntry
     from aggregator.prepare import fingerprint, normalize_items, ready_items
 

@@ -249,7 +249,7 @@ def test_prune_forgets_old_items_a_feed_no_longer_shows(storage: Storage) -> Non
 def test_band_sets_are_stored_one_row_an_item_read_since_a_marker_and_pruned(
     storage: Storage,
 ) -> None:
-    from aggregator.cluster import band_blob, signature
+    from aggregator.minhash import band_blob, signature
 
     blob = band_blob(signature("Cotton prices rise", "Spinners buy more yarn."))
 
@@ -286,7 +286,8 @@ def test_a_version_5_database_keeps_its_stories_findable_through_both_band_schem
     signatures. An item stored before both must still be found by a repost."""
     import hashlib
 
-    from aggregator.cluster import BandIndex, band_keys, keys_of, shingles, signature
+    from aggregator.cluster import shingles
+    from aggregator.minhash import BandIndex, band_keys, keys_of, signature
     from aggregator.storage import migrations
 
     # _sha1_signature is the old scheme: the digest datasketch's output gave in issue 8.
@@ -349,7 +350,7 @@ def _sha1_signature(shingle_set: frozenset[str]) -> bytes:
 
     import numpy as np
 
-    from aggregator.cluster import _A, _B
+    from aggregator.minhash import _A, _B
 
     digests = b"".join(hashlib.sha1(s.encode()).digest()[:4] for s in shingle_set)
     if not digests:

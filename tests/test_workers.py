@@ -73,7 +73,7 @@ def test_a_workers_band_index_catches_up_whatever_order_others_commit_in(pg_url:
     """Workers take item ids in blocks, so a transaction holding lower ids can commit
     after one holding higher ids: catching up by "ids above the last seen" would miss
     its items for good. The transaction-id marker must not."""
-    from aggregator.cluster import band_blob, signature
+    from aggregator.minhash import band_blob, signature
     from aggregator.models import Item
     from aggregator.storage import NewItem
 

@@ -26,7 +26,7 @@ from feedgen.feed import FeedGenerator
 from lxml import etree
 
 from aggregator import __version__
-from aggregator.config import Settings
+from aggregator.config import FEED_FORMATS, Settings
 from aggregator.models import SourceRef, StoredItem
 
 ATOM_NS = "http://www.w3.org/2005/Atom"
@@ -35,11 +35,7 @@ GENERATOR_URI = "https://github.com/textile-feeds/textile-feeds"
 JSON_FEED_VERSION = "https://jsonfeed.org/version/1.1"
 #: Build date of a feed with no items yet; any fixed value keeps the output stable.
 EMPTY_FEED_DATE = datetime(2020, 1, 1, tzinfo=UTC)
-FORMATS = {
-    "rss": "application/rss+xml",
-    "atom": "application/atom+xml",
-    "json": "application/feed+json",
-}
+FORMATS = FEED_FORMATS
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

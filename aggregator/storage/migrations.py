@@ -179,7 +179,7 @@ def _v5_stories(connection: sa.Connection) -> None:
 
 def _v6_item_bands(connection: sa.Connection) -> None:
     """Issue 8: the LSH index moves from memory into the database (see cluster.py)."""
-    from aggregator.cluster import band_keys  # the band scheme of this migration's time
+    from aggregator.minhash import band_keys  # the band scheme of this migration's time
 
     metadata = sa.MetaData()
     bands = sa.Table(
@@ -246,9 +246,9 @@ def _v8_story_index(connection: sa.Connection) -> None:
 
 def _v9_token_hash_bands(connection: sa.Connection) -> None:
     """Issue 8: MinHash signatures come from cached token hashes instead of a SHA-1 of
-    every shingle string (see cluster.signature), so the band index is rebuilt for the
+    every shingle string (see minhash.signature), so the band index is rebuilt for the
     items it holds. The stored signatures go: nothing reads them since migration 6."""
-    from aggregator.cluster import band_keys, signature  # the scheme of this migration
+    from aggregator.minhash import band_keys, signature  # the scheme of this migration
 
     bands = sa.table(
         "item_bands", sa.column("band_key"), sa.column("item_id"), sa.column("published_ts")
@@ -279,14 +279,14 @@ def _v9_token_hash_bands(connection: sa.Connection) -> None:
 def _v10_band_sets(connection: sa.Connection) -> None:
     """Issue 8: one row of LSH band keys an item (``item_lsh``) instead of one row a
     band (``item_bands``); the index is built in memory for each cycle that stores
-    something (see cluster.BandIndex). On PostgreSQL each row also records the
+    something (see minhash.BandIndex). On PostgreSQL each row also records the
     transaction that wrote it, so a worker can read what the others committed since
     its last look (see Transaction.band_sets)."""
     metadata = sa.MetaData()
     columns: list[sa.Column[Any]] = [
         sa.Column("item_id", sa.Integer, primary_key=True, autoincrement=False),  # items.id
         sa.Column("published_ts", sa.BigInteger, nullable=False),
-        sa.Column("band_keys", sa.LargeBinary, nullable=False),  # cluster.band_blob
+        sa.Column("band_keys", sa.LargeBinary, nullable=False),  # minhash.band_blob
     ]
     if connection.dialect.name == "postgresql":
         columns.append(

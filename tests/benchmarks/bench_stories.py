@@ -21,7 +21,8 @@ from pathlib import Path
 
 from bench_cycle import _words  # the same vocabulary as the cycle benchmark
 
-from aggregator.cluster import ClusterSettings, band_blob, signature
+from aggregator.cluster import ClusterSettings
+from aggregator.minhash import band_blob, signature
 from aggregator.models import Item
 from aggregator.pipeline import _Shared, _store_items
 from aggregator.prepare import ReadyItem

@@ -1,0 +1,207 @@
+"""MinHash signatures and the LSH band index that finds near-duplicate candidates.
+
+An item's shingles (``cluster.shingles``) become a MinHash signature of NUM_PERM
+32-bit minima, cut into BANDS band keys; two items sharing a band key are candidates,
+which ``cluster.same_story`` then decides exactly.
+
+The database keeps each item's band keys as one row (``item_lsh``); a cycle that
+stores something loads them into a ``BandIndex`` in memory (12 bytes a key: ~35 MB
+at 90,000 items, freed when the cycle ends) and catches up with what other workers
+committed once per transaction. Pure: storage reads and writes the rows.
+
+The only module needing numpy: imported when a cycle has something to prepare or
+store, so a cycle of 304s never loads it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+
+from aggregator.cluster import tokens
+
+NUM_PERM = 128
+#: LSH bands x rows per band (= NUM_PERM). Two items become candidates when all the rows
+#: of any one band agree: likely from a Jaccard similarity of about 0.4 up (datasketch's
+#: optimum for a 0.35 threshold). The exact check decides; this only finds candidates.
+#: Changing them needs a migration rebuilding item_lsh.
+BANDS, ROWS = 32, 4
+# Odd 64-bit multipliers folding a band's ROWS values into one key, and a per-band
+# offset so equal values in different bands never meet.
+_ROW_MULTIPLIERS = np.array(
+    [0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0xD6E8FEB86659FD93],
+    dtype=np.uint64,
+)
+_BAND_OFFSETS = np.arange(BANDS, dtype=np.uint64) * np.uint64(0xFF51AFD7ED558CCD)
+
+
+def _permutations() -> tuple[np.ndarray, np.ndarray]:
+    """The NUM_PERM affine permutations h -> a*h + b (mod 2^32, a odd), drawn once with
+    a fixed seed (they were datasketch 2.0's "affine32" draws; kept)."""
+    draw = np.random.RandomState(1)
+    a = draw.randint(0, 1 << 31, NUM_PERM, dtype=np.uint32) * np.uint32(2) + np.uint32(1)
+    b = draw.randint(0, 1 << 32, NUM_PERM, dtype=np.uint32)
+    return a, b
+
+
+_A, _B = _permutations()
+_EMPTY = np.full(NUM_PERM, 0xFFFFFFFF, dtype=np.uint32)
+_PAIR_MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)
+_MIX = (np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB))
+
+#: Hashes of the tokens met lately: words recur (Zipf), and hashing one costs more than
+#: looking it up. Bounded: a daemon meets new words forever.
+_token_hashes: dict[str, int] = {}
+TOKEN_CACHE_LIMIT = 100_000
+
+
+def _token_hash(token: str) -> int:
+    value = int.from_bytes(hashlib.blake2b(token.encode(), digest_size=8).digest(), "little")
+    if len(_token_hashes) >= TOKEN_CACHE_LIMIT:
+        _token_hashes.clear()
+    _token_hashes[token] = value
+    return value
+
+
+def shingle_hashes(words: Sequence[str]) -> np.ndarray:
+    """32-bit hashes of the shingles of ``words`` (adjacent pairs, or the single token),
+    each combined from its two tokens' hashes: no string is built or hashed per
+    shingle. A shingle occurring twice hashes twice; a MinHash does not mind."""
+    cached = _token_hashes
+    hashes = np.array([cached.get(w) or _token_hash(w) for w in words], dtype=np.uint64)
+    if len(hashes) > 1:
+        hashes = hashes[:-1] * _PAIR_MULTIPLIER + hashes[1:]  # ordered: (a, b) != (b, a)
+    hashes ^= hashes >> np.uint64(30)  # SplitMix64's finalizer spreads every bit
+    hashes *= _MIX[0]
+    hashes ^= hashes >> np.uint64(27)
+    hashes *= _MIX[1]
+    hashes ^= hashes >> np.uint64(31)
+    return (hashes >> np.uint64(32)).astype(np.uint32)
+
+
+def signature(title: str, text: str) -> bytes:
+    """The MinHash of an item's shingles (those ``shingles`` returns): NUM_PERM 32-bit
+    minima, 512 bytes, of the permuted shingle hashes.
+
+    Stored band keys derive from it: changing it needs a migration rebuilding the
+    band index (migration 9 did, when SHA-1 per shingle string gave way to cached token
+    hashes: 0.24 -> ~0.1 ms an item)."""
+    hashes = shingle_hashes(tokens(f"{title} . {text}"))
+    if not hashes.size:
+        return _EMPTY.tobytes()
+    permuted = hashes.reshape(-1, 1) * _A + _B  # uint32: the wrap-around is the modulo
+    return permuted.min(axis=0).astype("<u4").tobytes()
+
+
+def band_keys(signature_data: bytes) -> list[int]:
+    """The item's LSH band keys (as signed 63-bit integers, which every database stores)
+    from its signature."""
+    return [int(key) for key in _folded(signature_data)]
+
+
+def band_blob(signature_data: bytes) -> bytes:
+    """``band_keys`` packed as BANDS little-endian 8-byte integers: how workers ship
+    them and the database stores them (one value an item, not 32 rows)."""
+    return _folded(signature_data).astype("<i8").tobytes()
+
+
+def keys_of(blob: bytes) -> list[int]:
+    """The band keys ``band_blob`` packed."""
+    return np.frombuffer(blob, dtype="<i8").tolist()
+
+
+def _folded(signature_data: bytes) -> np.ndarray:
+    values = np.frombuffer(signature_data, dtype="<u4").astype(np.uint64)
+    folded = (values.reshape(BANDS, ROWS) * _ROW_MULTIPLIERS).sum(axis=1) ^ _BAND_OFFSETS
+    return folded >> np.uint64(1)
+
+
+#: Keys in a run that is no longer merged (12 bytes a key: 3 MB).
+RUN_LIMIT = 1 << 18
+
+
+class BandIndex:
+    """The band keys of the items a new item can join, in memory for one cycle: key ->
+    (item id, published Unix seconds).
+
+    The database keeps one blob of keys an item (``item_lsh``); a cycle that stores
+    something loads them once and adds its own items as it goes. Looking keys up in a
+    B-tree of 32 rows an item cost more than the rest of storing (2.9 million rows at
+    90,000 items; half of the polling process in a cold cycle).
+
+    Keys sit in sorted numpy runs, each batch's added as a new run and neighbours
+    merged when of similar size (a log-structured merge: a stable sort of two sorted
+    runs is a linear merge), so adding stays cheap and a look-up searches ~log n runs.
+    Runs stop growing at ``RUN_LIMIT`` keys: merging two halves of a 90,000-item index
+    needed ~90 MB of temporaries; a look-up then searches a dozen or so more runs.
+    """
+
+    def __init__(self) -> None:
+        self._runs: list[tuple[np.ndarray, np.ndarray]] = []  # (sorted keys, slots)
+        self._ids: list[int] = []  # slot -> item id
+        self._published: list[int] = []  # slot -> Unix seconds
+        self._known: set[int] = set()
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def __contains__(self, item_id: int) -> bool:
+        return item_id in self._known
+
+    def add(self, entries: Iterable[tuple[int, int, bytes]]) -> None:
+        """Index (item id, published Unix seconds, ``band_blob``) entries; an item
+        already indexed is skipped (catching up reads back what this cycle added)."""
+        chunk = iter(entries)
+        while batch := list(itertools.islice(chunk, 4096)):  # bounded temporaries
+            self._add_run(batch)
+
+    def _add_run(self, entries: list[tuple[int, int, bytes]]) -> None:
+        blobs: list[bytes] = []
+        counts: list[int] = []
+        first_slot = len(self._ids)
+        for item_id, published, blob in entries:
+            if item_id in self._known or not blob:
+                continue
+            self._known.add(item_id)
+            self._ids.append(item_id)
+            self._published.append(published)
+            blobs.append(blob)
+            counts.append(len(blob) // 8)
+        if not blobs:
+            return
+        keys = np.frombuffer(b"".join(blobs), dtype="<i8")
+        slots = np.repeat(np.arange(first_slot, len(self._ids), dtype=np.int32), counts)
+        order = np.argsort(keys, kind="stable")
+        self._runs.append((keys[order], slots[order]))
+        while (
+            len(self._runs) > 1
+            and len(self._runs[-2][0]) <= 2 * len(self._runs[-1][0])
+            and len(self._runs[-2][0]) < RUN_LIMIT
+        ):
+            (keys_a, slots_a), (keys_b, slots_b) = self._runs[-2:]
+            keys = np.concatenate((keys_a, keys_b))
+            order = np.argsort(keys, kind="stable")  # two sorted runs: a linear merge
+            self._runs[-2:] = [(keys[order], np.concatenate((slots_a, slots_b))[order])]
+
+    def matches(
+        self, keys: Iterable[int], since: int, until: int
+    ) -> dict[int, list[tuple[int, int]]]:
+        """Indexed items published between ``since`` and ``until`` (Unix seconds,
+        inclusive) sharing a key with ``keys``: key -> [(item id, published)]."""
+        query = np.unique(np.fromiter(keys, dtype=np.int64))
+        found: dict[int, list[tuple[int, int]]] = {}
+        for run_keys, run_slots in self._runs:
+            starts = np.minimum(np.searchsorted(run_keys, query), len(run_keys) - 1)
+            hit = np.flatnonzero(run_keys[starts] == query)
+            for key, start in zip(query[hit].tolist(), starts[hit].tolist(), strict=True):
+                end = start + 1
+                while end < len(run_keys) and run_keys[end] == key:  # rare: a repost's
+                    end += 1
+                for slot in run_slots[start:end].tolist():
+                    published = self._published[slot]
+                    if since <= published <= until:
+                        found.setdefault(key, []).append((self._ids[slot], published))
+        return found
