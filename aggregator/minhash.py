@@ -15,6 +15,7 @@ store, so a cycle of 304s never loads it.
 
 from __future__ import annotations
 
+import array
 import hashlib
 import itertools
 from collections.abc import Iterable, Sequence
@@ -141,8 +142,10 @@ class BandIndex:
 
     def __init__(self) -> None:
         self._runs: list[tuple[np.ndarray, np.ndarray]] = []  # (sorted keys, slots)
-        self._ids: list[int] = []  # slot -> item id
-        self._published: list[int] = []  # slot -> Unix seconds
+        # Slot -> item id, and -> published Unix seconds (machine integers: a Python int
+        # in a list costs 36 bytes, here 8).
+        self._ids = array.array("q")
+        self._published = array.array("q")
         self._known: set[int] = set()
 
     def __len__(self) -> int:

@@ -592,9 +592,12 @@ class _Shared:
             tx.prune_bands(self.now - self.settings.window * 2)
             self.bands = BandIndex()
         if self.caught_up_in is not tx:
+            first = self.band_marker is None
             rows, self.band_marker = tx.band_sets(self.band_marker)
             self.bands.add(rows)
             self.caught_up_in = tx
+            if first:
+                tx.release_cache()
         return self.bands
 
 
