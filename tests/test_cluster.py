@@ -218,14 +218,20 @@ def test_band_index_skips_items_it_has_and_items_without_keys() -> None:
     assert len(index) == 1
 
 
-@pytest.mark.parametrize("run_limit", [minhash.RUN_LIMIT, 300])
+@pytest.mark.parametrize(
+    ("run_limit", "filter_bits"), [(minhash.RUN_LIMIT, minhash.FILTER_BITS), (300, 21), (300, 3)]
+)
 def test_band_index_agrees_with_a_plain_dict_over_many_merged_runs(
-    run_limit: int, monkeypatch: pytest.MonkeyPatch
+    run_limit: int, filter_bits: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Batches of different sizes make runs that merge (up to the run size limit);
-    every look-up must still find exactly what a dict of all keys holds."""
+    """Batches of different sizes make runs that merge (up to the run size limit, then
+    with a bit filter: 3 bits make every filter full of collisions); every look-up must
+    still find exactly what a dict of all keys holds."""
     monkeypatch.setattr(minhash, "RUN_LIMIT", run_limit)
+    monkeypatch.setattr(minhash, "FILTER_BITS", filter_bits)
+    monkeypatch.setattr(minhash, "FILTER_MASK", (1 << filter_bits) - 1)
     draw = random.Random(3)
+    universe = [draw.getrandbits(62) for _ in range(5000)]
     index = BandIndex()
     reference: dict[int, list[tuple[int, int]]] = {}
     item_id = 0
@@ -234,21 +240,22 @@ def test_band_index_agrees_with_a_plain_dict_over_many_merged_runs(
         for _ in range(draw.choice([1, 2, 5, 45])):
             item_id += 1
             published = draw.randrange(0, 1000)
-            keys = draw.sample(range(5000), 4)
+            keys = draw.sample(universe, 4)
             rows.append((item_id, published, _blob(keys)))
             for key in keys:
                 reference.setdefault(key, []).append((item_id, published))
         index.add(rows)
         if _batch % 50 == 0:
-            query = draw.sample(range(5000), 200)
+            query = draw.sample(universe, 200)
             got = index.matches(query, 300, 700)
             want = {
                 key: [hit for hit in reference.get(key, []) if 300 <= hit[1] <= 700]
                 for key in query
             }
             assert {k: sorted(v) for k, v in got.items()} == {k: v for k, v in want.items() if v}
-    runs = [len(keys) for keys, _slots in index._runs]
+    runs = [len(run.keys) for run in index._runs]
     if run_limit > sum(runs):
         assert len(runs) < 12  # merged as it grew (about log2 of the batches)
     else:
         assert len(runs) > 12 and max(runs) < 3 * run_limit
+        assert all(run.filter is not None for run in index._runs if len(run.keys) >= run_limit)
