@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from aggregator.config import RuleSet, TermSpec, TopicConfig
-from aggregator.models import Item, TermHit, TopicMatch
+from aggregator.models import Item, TermHit, TopicMatch, term_hit
 from aggregator.rules import (
     Node,
     Term,
@@ -193,18 +193,7 @@ def categorize(
 
 
 def _hit(term: Term, field: str, weights: Mapping[str, float]) -> TermHit:
-    values = (term.text, field, weights.get(field, 1.0) * term.weight)
-    hit = _made_hits.get(values)
-    if hit is None:
-        if len(_made_hits) > 50_000:  # taxonomies replaced many times over
-            _made_hits.clear()
-        hit = _made_hits[values] = TermHit(term=values[0], field=field, weight=values[2])
-    return hit
-
-
-# TermHits are immutable and drawn from a taxonomy's few hundred terms: made once each
-# (an item carries ~20; making them was a tenth of categorizing).
-_made_hits: dict[tuple[str, str, float], TermHit] = {}
+    return term_hit(term.text, field, weights.get(field, 1.0) * term.weight)
 
 
 def _hits(

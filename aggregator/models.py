@@ -181,25 +181,28 @@ class TopicMatch:
     hits: tuple[TermHit, ...]
 
     def __reduce__(self) -> tuple[Callable[..., TopicMatch], tuple[Any, ...]]:
-        # Hits travel as plain tuples and come back shared (see compact_pickle): an
-        # item carries ~20 of them, drawn from the taxonomy's few hundred terms.
+        # Hits travel as plain tuples and come back shared (see compact_pickle).
         return _topic_match, (self.slug, tuple([(h.term, h.field, h.weight) for h in self.hits]))
 
 
-_shared_hits: dict[tuple[str, str, float], TermHit] = {}
-
-
 def _topic_match(slug: str, hits: tuple[tuple[str, str, float], ...]) -> TopicMatch:
-    shared = []
-    for values in hits:
-        hit = _shared_hits.get(values)
-        if hit is None:
-            if len(_shared_hits) > 50_000:  # taxonomies replaced many times over
-                _shared_hits.clear()
-            term, field_name, weight = values
-            hit = _shared_hits[values] = TermHit(term=term, field=field_name, weight=weight)
-        shared.append(hit)
-    return TopicMatch(slug=slug, hits=tuple(shared))
+    return TopicMatch(slug=slug, hits=tuple([term_hit(*values) for values in hits]))
+
+
+# TermHits are immutable and drawn from a taxonomy's few hundred terms: made once each
+# (an item carries ~20; making them was a tenth of categorizing).
+_term_hits: dict[tuple[str, str, float], TermHit] = {}
+
+
+def term_hit(term: str, field: str, weight: float) -> TermHit:
+    """The one TermHit with these values."""
+    values = (term, field, weight)
+    hit = _term_hits.get(values)
+    if hit is None:
+        if len(_term_hits) > 50_000:  # taxonomies replaced many times over
+            _term_hits.clear()
+        hit = _term_hits[values] = TermHit(term=term, field=field, weight=weight)
+    return hit
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
