@@ -13,7 +13,8 @@ alone until then (requests still queued for it come back ``DEFERRED``).
 Limits that hold against hostile servers: connect and read timeouts plus a total
 deadline per request (a server dribbling one byte a second is cut there), a body cap
 counted after decompression (a gzip bomb stops early), at most 5 redirects, and no
-private, loopback or link-local address unless settings allow it (checked on the
+private, loopback or link-local address, nor one embedding such an IPv4 address
+(NAT64, 6to4), unless settings allow it (checked on the
 resolved address of every hop, redirects included).
 """
 
@@ -140,6 +141,30 @@ class _HostGate:
         return until if until and until > datetime.now(UTC) else None
 
 
+#: IPv6 prefixes that carry an IPv4 address in their last 32 bits (NAT64, RFC 6052 and
+#: RFC 8215), which ``is_global`` judges by the IPv6 prefix alone.
+_NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
+
+
+def is_public_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Whether ``address`` is global unicast, and so is any IPv4 address it embeds
+    (IPv4-mapped, NAT64, 6to4, Teredo): ``[64:ff9b::7f00:1]`` reaches 127.0.0.1."""
+    if not address.is_global or address.is_multicast:
+        return False
+    if isinstance(address, ipaddress.IPv4Address):
+        return True
+    embedded: list[ipaddress.IPv4Address] = []
+    if address.ipv4_mapped is not None:
+        embedded.append(address.ipv4_mapped)
+    if address.sixtofour is not None:
+        embedded.append(address.sixtofour)
+    if address.teredo is not None:
+        embedded.extend(address.teredo)
+    if any(address in net for net in _NAT64):
+        embedded.append(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
+    return all(is_public_address(inner) for inner in embedded)
+
+
 class _GuardedTransport(httpx.AsyncBaseTransport):
     """Refuses hosts resolving to non-public addresses, on every request and redirect hop.
 
@@ -164,7 +189,7 @@ class _GuardedTransport(httpx.AsyncBaseTransport):
                 raise httpx.ConnectError(f"cannot resolve {host}: {exc}", request=request) from exc
             addresses = [ipaddress.ip_address(info[4][0]) for info in infos]
         for address in addresses:
-            if not address.is_global or address.is_multicast:
+            if not is_public_address(address):
                 raise ForbiddenAddressError(
                     f"{host} resolves to the non-public address {address} "
                     "(set fetch.allow_private_addresses to allow it)",
@@ -364,13 +389,14 @@ class _BoundedDecoder:
         if kind in ("gzip", "x-gzip"):
             self._inflater: Any = zlib.decompressobj(wbits=zlib.MAX_WBITS | 16)
         elif kind == "deflate":
-            self._inflater = zlib.decompressobj(wbits=zlib.MAX_WBITS | 32)  # zlib or gzip
+            self._inflater = _DEFLATE_UNDECIDED
         elif kind == "identity":
             self._inflater = None
         else:
             raise _UnsupportedEncodingError(f"unsupported Content-Encoding {encoding!r}")
         self._limit = limit
         self._body = bytearray()
+        self._head = bytearray()  # deflate: bytes seen before the format is known
 
     @property
     def exceeded(self) -> bool:
@@ -380,6 +406,12 @@ class _BoundedDecoder:
         if self._inflater is None:
             self._body += chunk
             return
+        if self._inflater is _DEFLATE_UNDECIDED:
+            self._head += chunk
+            if len(self._head) < 2:
+                return
+            self._inflater = _deflate_inflater(self._head)
+            chunk, self._head = bytes(self._head), bytearray()
         data = chunk
         while data and not self.exceeded:
             room = self._limit - len(self._body) + 1
@@ -387,9 +419,27 @@ class _BoundedDecoder:
             data = self._inflater.unconsumed_tail
 
     def finish(self) -> bytes:
+        if self._inflater is _DEFLATE_UNDECIDED:  # a body of fewer than 2 bytes
+            if self._head:
+                raise zlib.error("truncated deflate stream")
+            return b""
         if self._inflater is not None and not self.exceeded:
             self._body += self._inflater.flush()
         return bytes(self._body)
+
+
+_DEFLATE_UNDECIDED = object()
+
+
+def _deflate_inflater(head: bytes | bytearray) -> Any:
+    """``Content-Encoding: deflate`` means zlib-wrapped (RFC 9110 8.4.1.2), but some
+    servers send raw deflate, which browsers and feedparser accept: tell them apart by
+    the zlib header (method 8, check bits), as browsers do; gzip is accepted too."""
+    if head[:2] == b"\x1f\x8b":
+        return zlib.decompressobj(wbits=zlib.MAX_WBITS | 16)
+    if head[0] & 0x0F == 8 and ((head[0] << 8) | head[1]) % 31 == 0:
+        return zlib.decompressobj(wbits=zlib.MAX_WBITS)
+    return zlib.decompressobj(wbits=-zlib.MAX_WBITS)
 
 
 def _now() -> datetime:

@@ -8,6 +8,8 @@ import socket
 import zlib
 from pathlib import Path
 
+import pytest
+
 from aggregator.config import FetchSettings
 from aggregator.fetch import Fetcher, FetchRequest
 from aggregator.models import FetchOutcome, Validators
@@ -139,10 +141,21 @@ def test_compressed_feeds_are_inflated(feed_server: FeedServer) -> None:
     feed_server.routes["/br"] = Route(
         body=b"\x0b\x02\x80hello\x03", validators=False, headers={"Content-Encoding": "br"}
     )
-    gz, deflated, brotli = fetcher().fetch_all(
-        [FetchRequest(source_id=p, url=feed_server.url(f"/{p}")) for p in ("gz", "zlib", "br")]
+    raw = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+    feed_server.routes["/raw"] = Route(  # deflate without the zlib header, as some servers send
+        body=raw.compress(BODY) + raw.flush(),
+        validators=False,
+        headers={"Content-Encoding": "deflate"},
+    )
+    gz, deflated, brotli, raw_deflated = fetcher().fetch_all(
+        [
+            FetchRequest(source_id=p, url=feed_server.url(f"/{p}"))
+            for p in ("gz", "zlib", "br", "raw")
+        ]
     )
     assert gz.body == BODY and deflated.body == BODY
+    assert raw_deflated.outcome is FetchOutcome.OK, raw_deflated.error
+    assert raw_deflated.body == BODY
     assert feed_server.hits[0].headers["accept-encoding"] == "gzip, deflate"
     assert brotli.outcome is FetchOutcome.FAILED
     assert brotli.error_type == "decoding"
@@ -158,6 +171,48 @@ def test_private_addresses_are_refused_unless_allowed(feed_server: FeedServer) -
     assert feed_server.hits == []  # nothing was sent
     (local,) = guarded.fetch_all([FetchRequest(source_id="s", url="http://localhost:1/feed")])
     assert local.error_type == "forbidden_address"
+
+
+@pytest.mark.parametrize(
+    ("address", "public"),
+    [
+        ("64:ff9b::7f00:1", False),  # NAT64 of 127.0.0.1
+        ("64:ff9b::a00:1", False),  # NAT64 of 10.0.0.1
+        ("64:ff9b::5db8:d70e", True),  # NAT64 of a public address
+        ("64:ff9b:1::7f00:1", False),  # local-use NAT64 prefix
+        ("2002:7f00:1::", False),  # 6to4 of 127.0.0.1
+        ("2002:a9fe:a9fe::1", False),  # 6to4 of 169.254.169.254
+        ("2002:5db8:d70e::1", True),  # 6to4 of a public address
+        ("::ffff:127.0.0.1", False),
+        ("2001:0:4136:e378:8000:63bf:80ff:fffe", False),  # Teredo, client 127.0.0.1
+        ("2606:4700::1111", True),
+        ("93.184.215.14", True),
+        ("169.254.169.254", False),
+    ],
+)
+def test_addresses_embedding_a_private_ipv4_are_not_public(address: str, public: bool) -> None:
+    """NAT64 and 6to4 addresses that embed a loopback or private IPv4 pass Python's
+    ``is_global``; the guard checks the embedded address (found by an outside test)."""
+    import asyncio
+
+    import httpx
+
+    from aggregator.fetch import ForbiddenAddressError, _GuardedTransport
+
+    async def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=BODY)
+
+    transport = _GuardedTransport(httpx.MockTransport(answer))
+    host = f"[{address}]" if ":" in address else address
+
+    async def status() -> int | None:
+        async with httpx.AsyncClient(transport=transport) as client:
+            try:
+                return (await client.get(f"http://{host}/feed")).status_code
+            except ForbiddenAddressError:
+                return None
+
+    assert (asyncio.run(status()) == 200) is public
 
 
 def test_redirect_into_a_private_address_is_refused(feed_server: FeedServer) -> None:
