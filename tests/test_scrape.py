@@ -12,7 +12,7 @@ import feedparser
 import pytest
 
 from aggregator.config import AppConfig, HtmlRules, load_config
-from aggregator.models import FetchOutcome
+from aggregator.models import FetchOutcome, FetchResult
 from aggregator.parse.html import (
     date_text,
     extract_article,
@@ -22,7 +22,7 @@ from aggregator.parse.html import (
     parse_scraped_date,
 )
 from aggregator.pipeline import run_cycle
-from aggregator.scrape import ROBOTS
+from aggregator.scrape import ROBOTS, RobotsCache
 from aggregator.storage import Storage
 from tests.conftest import DATA, PROJECT, TEST_FETCH_SETTINGS, FeedServer, Route, write_config
 
@@ -306,6 +306,27 @@ def test_robots_txt_is_honoured(tmp_path: Path, feed_server: FeedServer) -> None
     assert refused.sources[0].outcome is FetchOutcome.FAILED
     assert refused.sources[0].error == "robots.txt disallows this page"
     storage.close()
+
+
+@pytest.mark.parametrize(
+    ("path", "allowed"),
+    [
+        ("/news/textile/1", True),  # the longer Allow wins over the earlier Disallow
+        ("/news/other/1", False),
+        ("/news/textile.pdf", False),
+        ("/archive/2024.html", True),
+        ("/archive/2024.pdf", False),  # wildcard and end anchor
+    ],
+)
+def test_robots_txt_longest_match_wins(path: str, allowed: bool) -> None:
+    """RFC 9309 2.2.2: the most specific (longest) matching rule wins, whatever its
+    order; urllib.robotparser took the first match and refused /news/textile/1."""
+    robots = b"User-agent: *\nDisallow: /news/\nAllow: /news/textile/\nDisallow: /*.pdf$\n"
+
+    def fetch(url: str) -> FetchResult:
+        return FetchResult(source_id="r", url=url, outcome=FetchOutcome.OK, body=robots)
+
+    assert RobotsCache().allowed(f"https://portal.example{path}", fetch) is allowed
 
 
 def test_drift_is_flagged_and_stored_items_are_kept(
