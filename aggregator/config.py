@@ -771,6 +771,9 @@ class _YamlDocument:
             if node is None:
                 problems.append(ConfigProblem(path, 1, "", "file is empty"))
                 return None
+            if too_big := _too_big(node):
+                problems.append(ConfigProblem(path, too_big[0], "", too_big[1]))
+                return None
             lines: dict[Loc, int] = {}
             data = _construct(loader, node, (), lines, path, problems)
         except yaml.MarkedYAMLError as exc:
@@ -811,6 +814,59 @@ class _YamlDocument:
 #: LibYAML's parser when PyYAML was built with it: the pure-Python scanner took 0.35 s
 #: of every start with 2,000 sources. Both give the nodes' lines.
 _Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+#: Values that aliases may add to a file when expanded. A few kilobytes of nested
+#: aliases expand to billions of values (the "billion laughs" of YAML): 284 bytes took
+#: 2.4 GB and 25 s to check before this limit. Sharing a block a few times stays far
+#: below it.
+ALIAS_EXPANSION_BUDGET = 100_000
+#: Nesting deeper than this is refused (reading it back would recurse past Python's
+#: stack); a config file needs fewer than ten levels.
+MAX_NESTING = 64
+
+
+def _too_big(root: yaml.Node) -> tuple[int, str] | None:
+    """(line, message) of the first value nested too deep or whose alias expansion is
+    over budget, else None.
+
+    Counts, without expanding anything, how many values the document would have with
+    every alias replaced by a copy of its anchor: one pass over the distinct nodes, in
+    bounded time and memory however deep the nesting."""
+    expanded: dict[int, int] = {}  # id(node) -> values under it, itself included
+    depth: dict[int, int] = {}
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        if id(node) in expanded:
+            continue
+        children = _children(node)
+        if not children_done and children:
+            stack.append((node, True))
+            stack.extend((child, False) for child in children if id(child) not in expanded)
+            continue
+        size = 1 + sum(expanded[id(child)] for child in children)
+        expanded[id(node)] = size
+        depth[id(node)] = 1 + max((depth[id(child)] for child in children), default=0)
+        line = node.start_mark.line + 1
+        if depth[id(node)] > MAX_NESTING:
+            return line, f"values nested more than {MAX_NESTING} levels deep"
+        # Under-counts the copies until the root is reached (every distinct node seen
+        # so far is subtracted), so it never refuses a file that is within budget.
+        if size - len(expanded) > ALIAS_EXPANSION_BUDGET:
+            return line, (
+                f"aliases here expand to more than {ALIAS_EXPANSION_BUDGET:,} values "
+                "(nested anchors and aliases?); refusing to read the file"
+            )
+    return None
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
 
 
 def _construct(
