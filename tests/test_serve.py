@@ -124,6 +124,24 @@ def test_nothing_outside_the_output_folder(site: tuple[str, StatusLog, Path], pa
     assert b"outside the output folder" not in answer
 
 
+@pytest.mark.parametrize(
+    "name", [".all.rss.k2j4h5g6", ".all.rss.k2j4h5g6.tmp", "README.md", "notes.txt", ".hidden"]
+)
+def test_only_what_the_publisher_wrote_is_served(
+    site: tuple[str, StatusLog, Path], name: str
+) -> None:
+    """A killed publish's temporary file (a truncated RSS) and anything else put in the
+    folder were served with 200; only feeds, the front page and OPML lists are."""
+    base, _, output = site
+    (output / name).write_text("<rss>truncated")
+    try:
+        response = httpx.get(base + name)
+        assert response.status_code == 404
+        assert b"truncated" not in response.content
+    finally:
+        (output / name).unlink()
+
+
 def test_a_real_feed_reader_subscribes(site: tuple[str, StatusLog, Path]) -> None:
     """lemon24/reader, a feed-reader library, reads our served Atom and RSS feeds."""
     from reader import make_reader

@@ -9,19 +9,71 @@ ETag and a failed run never leaves a half-written or emptied feed behind.
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 import tempfile
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from aggregator.config import AppConfig
+from aggregator.config import FEED_FORMATS, AppConfig
 from aggregator.errors import PublishError
 from aggregator.models import StoredItem
 from aggregator.publish.feeds import FORMATS, FeedSpec, feed_url, render
 from aggregator.publish.site import render_index, render_sources_opml, render_topics_opml
 
-__all__ = ["FeedSpec", "PublishResult", "fair_selection", "publish_site", "write_if_changed"]
+__all__ = [
+    "FeedSpec",
+    "PublishResult",
+    "fair_selection",
+    "is_published_name",
+    "publish_site",
+    "write_if_changed",
+]
+
+log = logging.getLogger(__name__)
+
+#: The files the publisher writes: ``serve`` answers for these names and no others.
+SITE_FILES = frozenset({"index.html", "topics.opml", "sources.opml"})
+_FEED_FILE_RE = re.compile(
+    rf"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.(?:{'|'.join(map(re.escape, FEED_FORMATS))})"
+)
+#: A temporary file of ``write_if_changed``: ".<name>.<mkstemp's 8 characters>", with
+#: ".tmp" since this version. One is left behind only when the process was killed.
+_TEMPORARY_RE = re.compile(r"\.(?P<name>.+)\.[a-z0-9_]{8}(?:\.tmp)?")
+#: A temporary file younger than this may belong to a publisher still writing it.
+STALE_TEMPORARY_SECONDS = 60.0
+
+
+def is_published_name(name: str) -> bool:
+    """Whether ``name`` is one the publisher writes (feeds, front page, OPML lists)."""
+    return name in SITE_FILES or _FEED_FILE_RE.fullmatch(name) is not None
+
+
+def remove_stale_temporaries(output_dir: Path, *, now: float | None = None) -> int:
+    """Delete temporary files that a killed publish left in ``output_dir`` (they were
+    never renamed into place, so nothing refers to them). Returns how many went."""
+    now = time.time() if now is None else now
+    removed = 0
+    try:
+        candidates = list(output_dir.iterdir())
+    except OSError:
+        return 0  # no folder yet: nothing left behind
+    for path in candidates:
+        found = _TEMPORARY_RE.fullmatch(path.name)
+        if found is None or not is_published_name(found["name"]):
+            continue
+        try:
+            if now - path.stat().st_mtime >= STALE_TEMPORARY_SECONDS:
+                path.unlink()
+                removed += 1
+        except OSError as exc:
+            log.warning("cannot remove a stale temporary file path=%s: %s", path, exc)
+    if removed:
+        log.info("removed stale temporary files count=%d dir=%s", removed, output_dir)
+    return removed
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -54,8 +106,10 @@ def fair_selection(
 
 
 def publish_site(config: AppConfig, feeds: Sequence[FeedSpec]) -> PublishResult:
-    """Write every feed in every format, then the front page and the OPML lists."""
+    """Write every feed in every format, then the front page and the OPML lists.
+    First removes the temporary files of a publish that was killed half-way."""
     settings = config.settings
+    remove_stale_temporaries(config.output_dir)
     titles = {t.slug: t.title for t in config.topics}
     outputs: list[tuple[Path, bytes, str | None]] = []
     for spec in feeds:
@@ -98,7 +152,9 @@ def write_if_changed(path: Path, data: bytes) -> bool:
         if path.is_file() and path.read_bytes() == data:
             return False
         path.parent.mkdir(parents=True, exist_ok=True)
-        descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        descriptor, temporary = tempfile.mkstemp(
+            dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
+        )
     except OSError as exc:
         raise PublishError(f"cannot write {path}: {exc}") from exc
     try:
