@@ -14,6 +14,9 @@ import hashlib
 import logging
 import multiprocessing
 import os
+import select
+import threading
+import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
@@ -148,9 +151,44 @@ def prepare_feed(
 _worker_topics: tuple[CompiledTopic, ...] = ()
 
 
-def _start_worker(topics: Sequence[TopicConfig], rule_sets: Mapping[str, RuleSet]) -> None:
+def _start_worker(
+    topics: Sequence[TopicConfig], rule_sets: Mapping[str, RuleSet], owner_pid: int
+) -> None:
     global _worker_topics
+    exit_with(owner_pid)
     _worker_topics = compile_topics(topics, rule_sets)
+
+
+def exit_with(owner_pid: int) -> None:
+    """End this process as soon as process ``owner_pid`` has ended, however it ended.
+
+    Pool workers are children of the fork server, not of the process that owns the
+    pool, so they never learn of its ``kill -9``; and while they live they hold the
+    pipe the fork server (and the resource tracker) watch for their owner's death, so
+    all of them stayed alive for good. A thread waits on the owner's pidfd (Linux 5.3+;
+    elsewhere it looks once a second)."""
+
+    def watch() -> None:
+        try:
+            descriptor = os.pidfd_open(owner_pid)
+        except (AttributeError, OSError):
+            while _alive(owner_pid):
+                time.sleep(1.0)
+        else:
+            select.select([descriptor], [], [])  # readable once the process has ended
+        os._exit(0)
+
+    threading.Thread(target=watch, name="exit-with-owner", daemon=True).start()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _prepare_in_worker(
@@ -179,7 +217,7 @@ class Preparer:
             max_workers=workers,
             mp_context=context,
             initializer=_start_worker,
-            initargs=(self.rules[0], self.rules[1]),
+            initargs=(self.rules[0], self.rules[1], os.getpid()),
         )
 
     def submit(

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from aggregator.config import load_config
 from aggregator.pipeline import run_cycle
@@ -136,3 +139,74 @@ def test_entries_delivered_before_are_not_categorized_again() -> None:
     ready = ready_items(source, "", entries, NOW, topics, seen)
     assert [r.complete for r in ready] == [False, True]
     assert ready[1].topics and len(keys_of(ready[1].bands)) == 32
+
+
+OWNER_SCRIPT = """
+import os, sys, time
+from aggregator.config import load_config
+from aggregator.prepare import Preparer
+
+if __name__ == "__main__":
+    config = load_config(sys.argv[1])
+    pool = Preparer(config.topics, config.rule_sets, 2)
+    pids = {pool._pool.submit(os.getpid).result() for _ in range(8)}
+    print("ready", flush=True)
+    time.sleep(600)
+"""
+
+
+def _descendants(root: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            children.setdefault(int(stat.rsplit(")", 1)[1].split()[1]), []).append(int(entry))
+    found, todo = [], [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def _running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+def test_worker_processes_end_with_a_killed_owner(tmp_path: Path) -> None:
+    """After a ``kill -9`` of the process owning the pool, the fork server, the
+    resource tracker and the parse workers stayed alive for good (reparented to
+    PID 1; a worker held the pipe the fork server watches). They end with it now."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "owner.py"
+    script.write_text(OWNER_SCRIPT)
+    owner = subprocess.Popen(
+        [sys.executable, str(script), str(PROJECT / "config" / "demo")],
+        stdout=subprocess.PIPE, text=True, cwd=PROJECT,
+    )  # fmt: skip
+    try:
+        assert owner.stdout is not None and owner.stdout.readline().strip() == "ready"
+        helpers = _descendants(owner.pid)
+        assert len(helpers) >= 3  # fork server, resource tracker, workers
+    finally:
+        os.kill(owner.pid, signal.SIGKILL)
+        owner.wait()
+        owner.stdout.close()  # the helpers hold its other end: never read it to EOF
+    deadline = time.monotonic() + 10
+    while any(map(_running, helpers)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    left = [pid for pid in helpers if _running(pid)]
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    assert left == []
