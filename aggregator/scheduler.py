@@ -1,10 +1,11 @@
 """The long-lived daemon: APScheduler wiring, signals and config reloads.
 
-One interval job looks for due sources (each source's next check is stored in the
-database, see ``aggregator.schedule``) and runs ``pipeline.run_cycle`` on them, so the
-daemon and ``run --once`` share one code path. The job never overlaps itself
-(``max_instances=1``) and missed runs collapse into one (``coalesce``); feeds are
-re-published only after a poll round that changed something.
+One job looks for due sources (each source's next check is stored in the database,
+see ``aggregator.schedule``) and runs ``pipeline.run_cycle`` on them, so the daemon and
+``run --once`` share one code path. The job schedules its next run a tick after it
+ends (``repeat_after_each_run``), so it never overlaps itself and a long round is not
+an event worth a warning; feeds are re-published only after a poll round that changed
+something.
 
 Signals: SIGINT/SIGTERM ask the running cycle to stop after its current source's
 write, then the process exits 0. SIGHUP, or any config file changing on disk, reloads
@@ -17,12 +18,13 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from datetime import UTC, datetime
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
 
 from apscheduler.schedulers.background import BackgroundScheduler
-from apscheduler.triggers.interval import IntervalTrigger
+from apscheduler.triggers.date import DateTrigger
 
 from aggregator.config import AppConfig, load_config
 from aggregator.errors import AggregatorError, ConfigError
@@ -44,6 +46,43 @@ def tick_seconds(config: AppConfig) -> float:
         + [config.settings.schedule.min_interval],
     )
     return max(1.0, min(MAX_TICK_SECONDS, shortest))
+
+
+def repeat_after_each_run(
+    scheduler: BackgroundScheduler,
+    job_id: str,
+    func: Callable[[], None],
+    pause: Callable[[], float],
+) -> None:
+    """Run ``func`` now, then again ``pause()`` seconds after each run ends.
+
+    An interval trigger fires while a long round is still running, and APScheduler
+    logs each such firing as a WARNING ("maximum number of running instances
+    reached": 16-22 times in one cold start of three workers), which trips alerts
+    though a long round is normal. One date job at a time, added when the last run
+    ended, cannot overlap."""
+
+    def run_then_schedule_next() -> None:
+        try:
+            func()
+        finally:
+            if scheduler.running:
+                scheduler.add_job(
+                    run_then_schedule_next,
+                    DateTrigger(datetime.now(UTC) + timedelta(seconds=pause()), timezone=UTC),
+                    id=job_id,
+                    replace_existing=True,
+                )
+
+    scheduler.add_job(
+        run_then_schedule_next, DateTrigger(datetime.now(UTC), timezone=UTC), id=job_id
+    )
+
+
+def new_scheduler() -> BackgroundScheduler:
+    """A scheduler for ``repeat_after_each_run`` jobs: a run that starts late (a busy
+    machine) still runs."""
+    return BackgroundScheduler(timezone=UTC, job_defaults={"misfire_grace_time": None})
 
 
 class ConfigWatcher:
@@ -97,16 +136,10 @@ def run_daemon(config: AppConfig, storage: Storage, stop: threading.Event | None
     watcher = ConfigWatcher(config)
     # Parse workers live as long as the daemon once a big cycle started them.
     workers = Workers()
-    scheduler = BackgroundScheduler(
-        timezone=UTC,
-        job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
-    )
+    scheduler = new_scheduler()
 
     def poll_due() -> None:
-        if watcher.maybe_reload():
-            scheduler.reschedule_job(
-                JOB_ID, trigger=IntervalTrigger(seconds=tick_seconds(watcher.config), timezone=UTC)
-            )
+        watcher.maybe_reload()
         try:
             report = run_cycle(watcher.config, storage, due_only=True, stop=stop, workers=workers)
         except AggregatorError as exc:  # e.g. the disk is full: log, retry next tick
@@ -118,12 +151,7 @@ def run_daemon(config: AppConfig, storage: Storage, stop: threading.Event | None
                 len(report.sources), report.new_items, len(report.files_written),
             )  # fmt: skip
 
-    scheduler.add_job(
-        poll_due,
-        IntervalTrigger(seconds=tick_seconds(config), timezone=UTC),
-        id=JOB_ID,
-        next_run_time=datetime.now(UTC),
-    )
+    repeat_after_each_run(scheduler, JOB_ID, poll_due, lambda: tick_seconds(watcher.config))
 
     def request_stop(signum: int, _frame: FrameType | None) -> None:
         log.info("received %s; stopping after the current write", signal.Signals(signum).name)
@@ -133,7 +161,7 @@ def run_daemon(config: AppConfig, storage: Storage, stop: threading.Event | None
         log.info("received SIGHUP; reloading the configuration before the next round")
         watcher.reload_requested.set()
         job = scheduler.get_job(JOB_ID)
-        if job is not None:
+        if job is not None:  # None while a round runs: the reload comes after it
             job.modify(next_run_time=datetime.now(UTC))
 
     handlers = {

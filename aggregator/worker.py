@@ -35,9 +35,6 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from types import FrameType
 
-from apscheduler.schedulers.background import BackgroundScheduler
-from apscheduler.triggers.interval import IntervalTrigger
-
 from aggregator.config import AppConfig, SourceConfig
 from aggregator.errors import AggregatorError, ConflictError, StorageError
 from aggregator.fetch import host_of
@@ -45,7 +42,7 @@ from aggregator.models import CycleReport
 from aggregator.pipeline import publish_all, run_cycle
 from aggregator.prepare import Workers
 from aggregator.publish import PublishResult
-from aggregator.scheduler import ConfigWatcher
+from aggregator.scheduler import ConfigWatcher, new_scheduler, repeat_after_each_run
 from aggregator.storage import Storage
 from aggregator.storage.database import LOCAL_HOST
 from aggregator.storage.lock import PUBLISHER_KEY, worker_lock
@@ -188,10 +185,7 @@ def _serve(
     config: AppConfig, storage: Storage, owner: str, parse_workers: Workers, stop: threading.Event
 ) -> None:
     watcher = ConfigWatcher(config)
-    scheduler = BackgroundScheduler(
-        timezone=UTC,
-        job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
-    )
+    scheduler = new_scheduler()
 
     def round_() -> None:
         watcher.maybe_reload()
@@ -213,13 +207,8 @@ def _serve(
         signal.SIGHUP: request_reload,
     }
     previous = {sig: signal.signal(sig, handler) for sig, handler in handlers.items()}
-    scheduler.add_job(
-        round_,
-        IntervalTrigger(seconds=config.settings.workers.idle, timezone=UTC),
-        id=JOB_ID,
-        next_run_time=datetime.now(UTC),
-    )
     scheduler.start()
+    repeat_after_each_run(scheduler, JOB_ID, round_, lambda: watcher.config.settings.workers.idle)
     try:
         while not stop.wait(timeout=1.0):
             pass
