@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
@@ -44,5 +45,5 @@ def test_a_long_round_neither_overlaps_nor_logs_a_warning(
         scheduler.shutdown(wait=True)
     assert overlaps == []
     assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
-    gaps = [later - earlier for earlier, later in zip(ends, ends[1:], strict=False)]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(ends)]
     assert all(gap >= 0.35 for gap in gaps)  # the next round began after the last ended
