@@ -60,7 +60,12 @@ class FetchError(SourceError):
 
 
 class ParseError(SourceError):
-    """The downloaded body is not a feed we can read."""
+    """The downloaded body is not a feed we can read. ``kind`` is the error type shown
+    by ``status``: ``parse``, or ``encoding`` for bytes not in any clear charset."""
+
+    def __init__(self, source_id: str, url: str, message: str, *, kind: str = "parse") -> None:
+        super().__init__(source_id, url, message)
+        self.kind = kind
 
 
 class StorageError(AggregatorError):

@@ -564,7 +564,7 @@ def read_source(
             )
         parsed = parse_feed(result)
     except ParseError as exc:
-        return SourceRead(problem=exc.message, base_url=base)
+        return SourceRead(problem=exc.message, problem_type=exc.kind, base_url=base)
     if parsed.warning:
         log.debug("feed warning source=%s: %s", source.id, parsed.warning)
     return SourceRead(entries=parsed.entries, ttl_minutes=parsed.ttl_minutes, base_url=base)

@@ -136,7 +136,7 @@ def prepare_feed(
     try:
         parsed = parse_feed(result)
     except ParseError as exc:
-        return PreparedSource(problem=exc.message)
+        return PreparedSource(problem=exc.message, problem_type=exc.kind)
     if parsed.warning:
         log.debug("feed warning source=%s: %s", source.id, parsed.warning)
     return PreparedSource(

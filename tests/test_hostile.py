@@ -181,3 +181,63 @@ def test_a_host_asking_to_wait_holds_back_its_other_sources(
     assert feed_server.hits == []
     assert {r.outcome for r in report.sources} == {FetchOutcome.DEFERRED}
     assert storage.source_states()["healthy"].error_count == 0
+
+
+ZH_PARAGRAPH = "河北省纺织服装产业集群转型升级，羊绒企业产量增长百分之十二，出口订单明显回暖。"
+
+
+def zh_rss(title: str, body: str, language: str | None) -> bytes:
+    channel_language = f"<language>{language}</language>" if language else ""
+    return (
+        '<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>纺织</title>'
+        f"{channel_language}<item><title>{title}</title><link>https://h.example/zh/{len(body)}"
+        f"</link><description>{body}</description></item></channel></rss>"
+    ).encode("gb2312")
+
+
+@pytest.mark.parametrize(
+    ("body", "outcome", "error_type", "stored_title"),
+    [
+        # Enough text for the detector to be sure: transcoded from GB18030.
+        (zh_rss("北京今天天气晴朗", ZH_PARAGRAPH, None), FetchOutcome.OK, None, "北京今天天气晴朗"),
+        # A headline alone reads as Korean cp949 just as well; the feed's language decides.
+        (zh_rss("北京今天天气晴朗", "", "zh-cn"), FetchOutcome.OK, None, "北京今天天气晴朗"),
+        # No way to tell: an encoding problem, and nothing garbled stored.
+        (zh_rss("北京今天天气晴朗", "", None), FetchOutcome.FAILED, "encoding", None),
+    ],
+    ids=["detected", "by-language", "unclear"],
+)
+def test_a_mislabelled_charset_is_repaired_or_refused_never_garbled(
+    tmp_path: Path,
+    feed_server: FeedServer,
+    body: bytes,
+    outcome: FetchOutcome,
+    error_type: str | None,
+    stored_title: str | None,
+) -> None:
+    """GB2312 bytes behind a UTF-8 header and declaration were stored and published as
+    ``±±¾©½ñÌìÌìÆøÇçÀÊ`` with state ok (an outside test of Chinese portals)."""
+    feed_server.routes["/zh.rss"] = Route(
+        body=body, content_type="application/rss+xml; charset=utf-8", validators=False
+    )
+    sources = f"sources:\n  - id: zh\n    name: Zh\n    url: {feed_server.url('/zh.rss')}\n"
+    settings = (
+        "database: state/db.sqlite\noutput_dir: out\n"
+        "fetch:\n  allow_private_addresses: true\n  per_host_delay: 0\n"
+    )
+    config = load_config(write_config(tmp_path / "cfg", sources=sources, settings=settings))
+    storage = Storage.open_sqlite(config.database_path)
+    try:
+        (report,) = run_cycle(config, storage).sources
+        state = storage.source_states()["zh"]
+    finally:
+        storage.close()
+    assert report.outcome is outcome, report.error
+    assert state.last_error_type == error_type
+    titles = [
+        t for (t,) in sqlite3.connect(config.database_path).execute("SELECT title FROM items")
+    ]
+    assert titles == ([stored_title] if stored_title else [])
+    if error_type:
+        assert "not valid utf-8 as declared" in (report.error or "")
+        assert "gb18030" in (report.error or "")  # the candidates are named

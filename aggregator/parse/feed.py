@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import html
 import json
+import logging
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 from urllib.parse import urljoin
 
@@ -24,7 +26,10 @@ from lxml import etree
 
 from aggregator.errors import ParseError
 from aggregator.models import FetchResult, ParsedEntry, ParsedFeed
+from aggregator.parse.charset import read_declared
 from aggregator.parse.common import parse_common_feed, text_to_html, ttl_minutes
+
+log = logging.getLogger(__name__)
 
 _HTML_TYPES = ("text/html", "application/xhtml+xml")
 #: expat's words for a document that ends before its root element is closed.
@@ -50,7 +55,17 @@ def _looks_like_json(body: bytes, content_type: str) -> bool:
 def _parse_xml_feed(fetched: FetchResult, headers: Mapping[str, str]) -> ParsedFeed:
     if not fetched.body.strip():
         raise ParseError(fetched.source_id, fetched.url, "empty response body")
-    return parse_common_feed(fetched.body, headers) or feedparser_feed(fetched, headers)
+    decoded = read_declared(fetched.source_id, fetched.url, fetched.body, headers)
+    if decoded.repair is not None:
+        fetched = replace(fetched, body=decoded.body)
+    parsed = parse_common_feed(fetched.body, decoded.headers) or feedparser_feed(
+        fetched, decoded.headers
+    )
+    if decoded.repair is None:
+        return parsed
+    log.info("charset repaired source=%s: %s", fetched.source_id, decoded.repair)
+    warning = f"charset repaired: {decoded.repair}"
+    return replace(parsed, warning=f"{warning}; {parsed.warning}" if parsed.warning else warning)
 
 
 def feedparser_feed(fetched: FetchResult, headers: Mapping[str, str]) -> ParsedFeed:
