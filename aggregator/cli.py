@@ -480,6 +480,7 @@ def format_report(report: CycleReport, config: AppConfig) -> str:
         f"Sources: {outcomes[FetchOutcome.OK]} ok, "
         f"{outcomes[FetchOutcome.NOT_MODIFIED]} not modified, "
         f"{outcomes[FetchOutcome.FAILED]} failed"
+        + (f", {deferred} deferred" if (deferred := outcomes[FetchOutcome.DEFERRED]) else "")
     ]
     width = max((len(r.source_id) for r in report.sources), default=10)
     for r in report.sources:
@@ -487,6 +488,9 @@ def format_report(report: CycleReport, config: AppConfig) -> str:
             detail = f"FAILED: {r.error}"
         elif r.outcome is FetchOutcome.NOT_MODIFIED:
             detail = "not modified"
+        elif r.outcome is FetchOutcome.DEFERRED:
+            # Not polled: its host asked to be left alone (429/503 Retry-After).
+            detail = f"deferred: its host asked to wait; next try {_when(r.next_check_at)} UTC"
         else:
             detail = f"{r.entries_seen} entries, {r.new_items} new, {r.updated_items} updated"
         lines.append(f"  {r.source_id:<{width}}  {detail}")

@@ -312,6 +312,8 @@ class SourceReport:
     entries_seen: int = 0
     new_items: int = 0
     updated_items: int = 0
+    #: When the source will be tried next (for a deferred one: after its host's wait).
+    next_check_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

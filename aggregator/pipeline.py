@@ -521,6 +521,7 @@ def _ingest(cycle: _Cycle, poll: _Poll, fetched: _Fetched) -> SourceReport:
         entries_seen=prepared.entries_seen,
         new_items=stored.new,
         updated_items=stored.updated,
+        next_check_at=update.next_check_at,
     )
 
 

@@ -181,6 +181,15 @@ def test_a_host_asking_to_wait_holds_back_its_other_sources(
     assert feed_server.hits == []
     assert {r.outcome for r in report.sources} == {FetchOutcome.DEFERRED}
     assert storage.source_states()["healthy"].error_count == 0
+    # The summary says so, with when (it printed "0 entries, 0 new" and left them out
+    # of the totals).
+    from aggregator.cli import format_report
+
+    summary = format_report(report, config).splitlines()
+    assert summary[0] == f"Sources: 0 ok, 0 not modified, 0 failed, {len(EXPECTED)} deferred"
+    assert "  healthy      deferred: its host asked to wait; next try 2100-01-01 00:00 UTC" in (
+        summary
+    )
 
 
 ZH_PARAGRAPH = "河北省纺织服装产业集群转型升级，羊绒企业产量增长百分之十二，出口订单明显回暖。"
