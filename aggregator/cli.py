@@ -493,6 +493,8 @@ def format_report(report: CycleReport, config: AppConfig) -> str:
             detail = f"deferred: its host asked to wait; next try {_when(r.next_check_at)} UTC"
         else:
             detail = f"{r.entries_seen} entries, {r.new_items} new, {r.updated_items} updated"
+            if r.empty_entries:
+                detail += f", {r.empty_entries} empty dropped"
         lines.append(f"  {r.source_id:<{width}}  {detail}")
     lines.append(f"New items: {report.new_items}")
     lines.append("Items per topic:")

@@ -310,6 +310,8 @@ class SourceReport:
     outcome: FetchOutcome
     error: str | None = None
     entries_seen: int = 0
+    #: Entries with nothing a reader could show (no title, link or content): dropped.
+    empty_entries: int = 0
     new_items: int = 0
     updated_items: int = 0
     #: When the source will be tried next (for a deferred one: after its host's wait).

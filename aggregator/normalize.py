@@ -1,7 +1,12 @@
 """``ParsedEntry`` -> ``Item``: canonical links, UTC dates, clean text, safe HTML.
 
-Pure: data in, data out, ``now`` passed in. Never raises for odd input; an entry with
-nothing a reader could show (no title, no summary, no link) yields None.
+Pure: data in, data out, ``now`` passed in. Never raises for odd input.
+
+An entry is kept when a reader has something to show or follow: a title, a link, or
+content that survives sanitizing (an image-only entry is titled from the image's alt
+text, else "(untitled)"). One with none of them (no title, no link, and content that
+is empty or only markup the sanitizer removes: SVG, MathML, scripts) yields None, and
+the caller counts it as an empty entry dropped.
 """
 
 from __future__ import annotations
@@ -42,6 +47,9 @@ _ENTITY = re.compile(r"&(?:#\d+|#x[0-9a-fA-F]+|[a-zA-Z][a-zA-Z0-9]{1,31});")
 _BLOCK_BOUNDARY = re.compile(
     r"<(?:/?(?:p|div|li|ul|ol|h[1-6]|tr|td|th|blockquote|pre)|br)\b[^>]*>", re.I
 )
+_IMAGE_ALT = re.compile(r'<img\b[^>]*?\balt\s*=\s*"([^"]+)"', re.I)
+#: The title of an entry that has content but no title and no text to take one from.
+UNTITLED = "(untitled)"
 _URL_ATTRIBUTES = frozenset({"href", "src", "cite", "longdesc"})
 _SAFE_SCHEMES = frozenset({"http", "https", "mailto"})
 
@@ -63,8 +71,11 @@ def normalize_entry(
     title = clean_title(entry.title, is_html=entry.title_is_html)
     if not title:
         title = _shorten(summary_text, 80)
-    if not title and not link:
+    untitled = not title
+    if untitled and not link and not summary_html.strip():
         return None
+    if untitled:
+        title = _image_alt(summary_html) or UNTITLED
 
     published = parse_date(entry.published_raw, timezone)
     updated = parse_date(entry.updated_raw, timezone)
@@ -72,7 +83,8 @@ def normalize_entry(
     published = min(published or updated or now, now)  # future dates are clamped to now
     updated = min(max(updated or published, published), now)
 
-    keys = _dedupe_keys(source_id, link, guid, title, summary_text)
+    # Markup-only entries differ in their markup alone: let it tell them apart.
+    keys = _dedupe_keys(source_id, link, guid, title, summary_html if untitled else summary_text)
     content_hash = hashlib.sha256(
         "\x1f".join((title, summary_html, link or "")).encode("utf-8")
     ).hexdigest()
@@ -93,6 +105,12 @@ def normalize_entry(
         content_hash=content_hash,
         original_publisher=clean_text(entry.original_publisher) or None,
     )
+
+
+def _image_alt(summary_html: str) -> str:
+    """The alt text of the first image that has one (sanitized HTML quotes it with ")."""
+    found = _IMAGE_ALT.search(summary_html)
+    return _shorten(clean_text(html.unescape(found.group(1))), 80) if found else ""
 
 
 def canonical_url(url: str | None, base_url: str = "") -> str | None:

@@ -470,9 +470,11 @@ def _prepared(cycle: _Cycle, poll: _Poll, fetched: _Fetched) -> PreparedSource:
         is_known=lambda link: bool(storage.known_links([link])),
         latest_links=storage.latest_links(source.id, 10) if crawls else (),
     )  # fmt: skip
+    items, empty = ready_items(source, read.base_url, read.entries, cycle.now, cycle.shared.topics)
     return PreparedSource(
-        items=ready_items(source, read.base_url, read.entries, cycle.now, cycle.shared.topics),
+        items=items,
         entries_seen=len(read.entries),
+        empty_entries=empty,
         ttl_minutes=read.ttl_minutes,
         problem=read.problem,
         problem_type=read.problem_type,
@@ -505,9 +507,10 @@ def _ingest(cycle: _Cycle, poll: _Poll, fetched: _Fetched) -> SourceReport:
     log.log(
         logging.WARNING if update.outcome is FetchOutcome.FAILED else logging.INFO,
         "polled source=%s url=%s outcome=%s status=%s seconds=%.2f bytes=%d entries=%d "
-        "new=%d updated=%d next_check=%s%s",
+        "empty=%d new=%d updated=%d next_check=%s%s",
         source.id, poll.request.url, update.outcome.value, result.status, result.duration,
-        fetched.body_size, prepared.entries_seen, stored.new, stored.updated,
+        fetched.body_size, prepared.entries_seen, prepared.empty_entries, stored.new,
+        stored.updated,
         update.next_check_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
         f" error={update.error!r}" if update.error else "",
         extra={"source_id": source.id, "url": poll.request.url, "outcome": update.outcome.value,
@@ -519,6 +522,7 @@ def _ingest(cycle: _Cycle, poll: _Poll, fetched: _Fetched) -> SourceReport:
         outcome=update.outcome,
         error=update.error,
         entries_seen=prepared.entries_seen,
+        empty_entries=prepared.empty_entries,
         new_items=stored.new,
         updated_items=stored.updated,
         next_check_at=update.next_check_at,
@@ -830,7 +834,7 @@ def try_source(config: AppConfig, source: SourceConfig, *, fetcher: Fetcher | No
     if fetched.outcome is FetchOutcome.OK:
         read = read_source(config, source, fetched, fetcher, is_known=lambda _link: False)
     topics = compile_topics(config.topics, config.rule_sets)
-    ready = ready_items(source, read.base_url, read.entries, now, topics)
+    ready, _ = ready_items(source, read.base_url, read.entries, now, topics)
     return Trial(
         fetched=fetched,
         read=read,

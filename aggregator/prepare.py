@@ -66,6 +66,8 @@ class PreparedSource:
 
     items: tuple[ReadyItem, ...] = ()
     entries_seen: int = 0
+    #: Entries with nothing to show (no title, link or content), dropped.
+    empty_entries: int = 0
     ttl_minutes: int | None = None
     #: Why the body could not be read, or a selector problem (items are still kept).
     problem: str | None = None
@@ -74,19 +76,24 @@ class PreparedSource:
 
 def normalize_items(
     source: SourceConfig, base: str, entries: Sequence[ParsedEntry], now: datetime
-) -> list[Item]:
+) -> tuple[list[Item], int]:
+    """The entries' items, and how many entries were empty (nothing to show, see
+    ``normalize``) and so dropped."""
     from aggregator.normalize import normalize_entry
 
     zone = ZoneInfo(source.timezone)
     items: list[Item] = []
     seen_keys: set[str] = set()
+    empty = 0
     for entry in entries:
         item = normalize_entry(entry, source_id=source.id, base_url=base, timezone=zone, now=now)
+        if item is None:
+            empty += 1
         # A feed listing one story twice keeps its first (newest) version.
-        if item is not None and seen_keys.isdisjoint(item.keys):
+        elif seen_keys.isdisjoint(item.keys):
             seen_keys.update(item.keys)
             items.append(item)
-    return items
+    return items, empty
 
 
 def ready_items(
@@ -96,15 +103,18 @@ def ready_items(
     now: datetime,
     topics: Sequence[CompiledTopic],
     seen: frozenset[int] = frozenset(),
-) -> tuple[ReadyItem, ...]:
+) -> tuple[tuple[ReadyItem, ...], int]:
     """Normalize, categorize and sign every entry of one source; entries whose
-    ``fingerprint`` is in ``seen`` (delivered before, unchanged) are only normalized."""
-    return tuple(
+    ``fingerprint`` is in ``seen`` (delivered before, unchanged) are only normalized.
+    Also returns how many entries were empty and dropped."""
+    items, empty = normalize_items(source, base, entries, now)
+    ready = tuple(
         ReadyItem(item=item, topics=(), bands=b"")
         if fingerprint(item.keys[0], item.content_hash) in seen
         else complete_item(item, topics, source.name)
-        for item in normalize_items(source, base, entries, now)
+        for item in items
     )
+    return ready, empty
 
 
 def complete_item(item: Item, topics: Sequence[CompiledTopic], source_name: str) -> ReadyItem:
@@ -139,9 +149,13 @@ def prepare_feed(
         return PreparedSource(problem=exc.message, problem_type=exc.kind)
     if parsed.warning:
         log.debug("feed warning source=%s: %s", source.id, parsed.warning)
+    items, empty = ready_items(
+        source, feed_base_url(source, result), parsed.entries, now, topics, seen
+    )
     return PreparedSource(
-        items=ready_items(source, feed_base_url(source, result), parsed.entries, now, topics, seen),
+        items=items,
         entries_seen=len(parsed.entries),
+        empty_entries=empty,
         ttl_minutes=parsed.ttl_minutes,
     )
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from aggregator.config import AppConfig, load_config
-from aggregator.models import FetchOutcome, SourceReport
+from aggregator.models import FetchOutcome, SourceReport, SourceState
 from aggregator.pipeline import run_cycle
 from aggregator.storage import Storage
 from tests.conftest import DATA, FeedServer, Route, write_config
@@ -192,6 +192,28 @@ def test_a_host_asking_to_wait_holds_back_its_other_sources(
     )
 
 
+def poll_one(
+    tmp_path: Path, feed_server: FeedServer, body: bytes
+) -> tuple[AppConfig, SourceReport, SourceState]:
+    """One cycle over one source serving ``body`` as RSS labelled UTF-8."""
+    feed_server.routes["/one.rss"] = Route(
+        body=body, content_type="application/rss+xml; charset=utf-8", validators=False
+    )
+    sources = f"sources:\n  - id: one\n    name: One\n    url: {feed_server.url('/one.rss')}\n"
+    settings = (
+        "database: state/db.sqlite\noutput_dir: out\n"
+        "fetch:\n  allow_private_addresses: true\n  per_host_delay: 0\n"
+    )
+    config = load_config(write_config(tmp_path / "cfg", sources=sources, settings=settings))
+    storage = Storage.open_sqlite(config.database_path)
+    try:
+        (report,) = run_cycle(config, storage).sources
+        state = storage.source_states()["one"]
+    finally:
+        storage.close()
+    return config, report, state
+
+
 ZH_PARAGRAPH = "河北省纺织服装产业集群转型升级，羊绒企业产量增长百分之十二，出口订单明显回暖。"
 
 
@@ -226,21 +248,7 @@ def test_a_mislabelled_charset_is_repaired_or_refused_never_garbled(
 ) -> None:
     """GB2312 bytes behind a UTF-8 header and declaration were stored and published as
     ``±±¾©½ñÌìÌìÆøÇçÀÊ`` with state ok (an outside test of Chinese portals)."""
-    feed_server.routes["/zh.rss"] = Route(
-        body=body, content_type="application/rss+xml; charset=utf-8", validators=False
-    )
-    sources = f"sources:\n  - id: zh\n    name: Zh\n    url: {feed_server.url('/zh.rss')}\n"
-    settings = (
-        "database: state/db.sqlite\noutput_dir: out\n"
-        "fetch:\n  allow_private_addresses: true\n  per_host_delay: 0\n"
-    )
-    config = load_config(write_config(tmp_path / "cfg", sources=sources, settings=settings))
-    storage = Storage.open_sqlite(config.database_path)
-    try:
-        (report,) = run_cycle(config, storage).sources
-        state = storage.source_states()["zh"]
-    finally:
-        storage.close()
+    config, report, state = poll_one(tmp_path, feed_server, body)
     assert report.outcome is outcome, report.error
     assert state.last_error_type == error_type
     titles = [
@@ -250,3 +258,27 @@ def test_a_mislabelled_charset_is_repaired_or_refused_never_garbled(
     if error_type:
         assert "not valid utf-8 as declared" in (report.error or "")
         assert "gb18030" in (report.error or "")  # the candidates are named
+
+
+def test_markup_only_entries_are_kept_when_they_show_something_and_counted_when_not(
+    tmp_path: Path, feed_server: FeedServer
+) -> None:
+    """Entries with no title and no link were dropped silently; an image-only one is
+    now kept, and one that shows nothing (an SVG the sanitizer removes) is counted."""
+    from aggregator.cli import format_report
+    from aggregator.models import CycleReport
+
+    guid = b"<item><guid isPermaLink='false'>%s</guid><description>%s</description></item>"
+    image = guid % (b"img-1", b"&lt;img src='https://h.example/loom.png' alt='Loom'&gt;")
+    svg = guid % (b"svg-1", b"&lt;svg&gt;&lt;circle r='4'/&gt;&lt;/svg&gt;")
+    config, report, _ = poll_one(tmp_path, feed_server, rss(item(1), image, svg))
+    assert (report.entries_seen, report.new_items, report.empty_entries) == (3, 2, 1)
+    titles = {
+        t for (t,) in sqlite3.connect(config.database_path).execute("SELECT title FROM items")
+    }
+    assert titles == {"Cotton news", "Loom"}
+    summary = format_report(
+        CycleReport(sources=(report,), topic_counts=(), files_written=(), files_unchanged=0),
+        config,
+    )
+    assert "3 entries, 2 new, 0 updated, 1 empty dropped" in summary

@@ -166,8 +166,26 @@ def test_entry_without_link_or_guid_gets_a_content_key() -> None:
     assert item.keys[0].startswith("hash:src:")
 
 
-def test_entry_with_nothing_to_show_is_dropped() -> None:
-    assert normalize(link=None, title="", summary_html="") is None
+@pytest.mark.parametrize(
+    "markup",
+    ["", "   ", "<svg><circle r='4'/></svg>", "<math><mi>x</mi></math>", "<script>x()</script>"],
+    ids=["empty", "blank", "svg", "mathml", "script"],
+)
+def test_entry_with_nothing_to_show_is_dropped(markup: str) -> None:
+    assert normalize(link=None, title="", summary_html=markup) is None
+
+
+def test_image_only_entries_are_kept_and_told_apart() -> None:
+    """Entries whose only content is an image, with no title and no link, were dropped
+    (647 feedparser fixtures lost entries that way); a reader shows the image."""
+    first = normalize(link=None, title="", summary_html='<img src="/a.png" alt="New loom line">')
+    second = normalize(link=None, title="", summary_html='<img src="/b.png">')
+    third = normalize(link=None, title="", summary_html='<img src="/c.png">')
+    assert first is not None and second is not None and third is not None
+    assert first.title == "New loom line"
+    assert second.title == third.title == "(untitled)"
+    assert 'src="https://news.example.com/b.png"' in second.summary_html
+    assert second.keys != third.keys  # two image posts are two items
 
 
 def test_untitled_entry_borrows_its_summary() -> None:

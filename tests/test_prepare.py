@@ -134,9 +134,10 @@ def test_entries_delivered_before_are_not_categorized_again() -> None:
         )
         for n in range(2)
     ]
-    old = normalize_items(source, "", entries, NOW)[0]
+    old = normalize_items(source, "", entries, NOW)[0][0]
     seen = frozenset({fingerprint(old.keys[0], old.content_hash)})
-    ready = ready_items(source, "", entries, NOW, topics, seen)
+    ready, empty = ready_items(source, "", entries, NOW, topics, seen)
+    assert empty == 0
     assert [r.complete for r in ready] == [False, True]
     assert ready[1].topics and len(keys_of(ready[1].bands)) == 32
 
