@@ -257,6 +257,8 @@ class SourceState:
     last_error_type: str | None = None
     last_attempt_at: datetime | None = None
     last_success_at: datetime | None = None
+    #: The first poll that read the source: the adaptive interval needs a week since.
+    first_success_at: datetime | None = None
     #: Consecutive failed polls (0 after any success).
     error_count: int = 0
     #: Interval chosen at the last poll, in seconds (before jitter).

@@ -57,7 +57,13 @@ from aggregator.prepare import (
     ready_items,
     worker_count,
 )
-from aggregator.schedule import base_interval, needs_unconditional, plan_poll, polled_url
+from aggregator.schedule import (
+    base_interval,
+    has_history,
+    needs_unconditional,
+    plan_poll,
+    polled_url,
+)
 from aggregator.storage import NewItem, Storage, StoryJoin, Transaction
 
 # Parsing, scraping, MinHash and publishing are imported where first needed (lxml,
@@ -184,7 +190,10 @@ def _plan(
         url=url,
         validators=Validators() if unconditional else state.validators,
     )
-    base = base_interval(source.interval, config.settings.poll_interval, recent_items, settings)
+    base = base_interval(
+        source.interval, config.settings.poll_interval, recent_items, settings,
+        history=has_history(state, now),
+    )  # fmt: skip
     return _Poll(source=source, state=state, request=request, base=base)
 
 

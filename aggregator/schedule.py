@@ -8,9 +8,14 @@ control time and jitter.
     next check = now + clamp(max(base interval, feed ttl, Cache-Control max-age, Expires,
                                  Retry-After, error backoff), min, max) + jitter
 
-``base`` is the source's configured interval, else the adaptive one (from its posting
-rate), else the default. A failing source backs off exponentially up to a cap and keeps
-being probed there; it is never dropped. A 410 Gone source is probed every
+``base`` is the source's configured ``interval``; else, with ``schedule.adaptive`` on
+and a week of history (its first successful poll at least 7 days ago), the adaptive
+one (7 days / items of the last week, ``max_interval`` when there were none); else
+``poll_interval``. A failing source backs off exponentially (``error_backoff``,
+doubling up to ``error_backoff_cap``) and keeps being probed there; it is never
+dropped. A source that was never read, or was first read less than a week ago, is
+retried on the backoff alone, so a new source whose first poll fails is tried again
+in 5 minutes, not when its interval is up. A 410 Gone source is probed every
 ``gone_interval``. A permanent redirect seen on K polls in a row is followed.
 """
 
@@ -75,12 +80,26 @@ def cache_lifetime(headers: Mapping[str, str], now: datetime) -> float | None:
     return None
 
 
+def has_history(state: SourceState | None, now: datetime) -> bool:
+    """Whether the source was first read a week ago or more: only then does the count
+    of its items of the last week say how often it posts."""
+    first = state.first_success_at if state is not None else None
+    return first is not None and (now - first).total_seconds() >= WEEK_SECONDS
+
+
 def base_interval(
-    configured: float | None, default: float, items_last_week: int, settings: ScheduleSettings
+    configured: float | None,
+    default: float,
+    items_last_week: int,
+    settings: ScheduleSettings,
+    *,
+    history: bool = True,
 ) -> float:
+    """The source's interval before hints and backoff: configured, else adaptive when
+    it has ``history``, else the default (``poll_interval``)."""
     if configured is not None:
         return configured
-    if settings.adaptive:
+    if settings.adaptive and history:
         return adaptive_interval(items_last_week, settings)
     return default
 
@@ -110,7 +129,8 @@ def plan_poll(
         )  # fmt: skip
 
     error = parse_error or (result.error if result.outcome is FetchOutcome.FAILED else None)
-    waits = [base]
+    # Without a week of history the base says little: a failure waits the backoff only.
+    waits = [base] if not error or has_history(state, now) else []
     if result.host_blocked_until:
         waits.append((result.host_blocked_until - now).total_seconds())
     if error:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -14,11 +15,13 @@ from aggregator.schedule import (
     base_interval,
     cache_lifetime,
     error_backoff,
+    has_history,
     needs_unconditional,
     plan_poll,
     polled_url,
     retry_after,
 )
+from tests.conftest import DATA, FeedServer, Route, write_config
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 SETTINGS = ScheduleSettings(jitter=0.0)
@@ -218,3 +221,58 @@ def test_unconditional_fetch_at_most_every_n_hours() -> None:
         source_id="s", name="S", url="u", last_unconditional_at=NOW - timedelta(days=2)
     )
     assert needs_unconditional(old, NOW, settings)
+
+
+def test_adaptive_interval_waits_for_a_week_of_history() -> None:
+    """A source with no history got the adaptive maximum (1 day) at once, so
+    ``poll_interval`` never applied while ``schedule.adaptive`` was on."""
+    settings = ScheduleSettings(jitter=0.0)
+    assert base_interval(None, 1800, 0, settings, history=False) == 1800
+    assert base_interval(None, 1800, 0, settings, history=True) == 86400
+    young = SourceState(source_id="s", name="S", url="u", first_success_at=NOW - timedelta(days=6))
+    old = SourceState(source_id="s", name="S", url="u", first_success_at=NOW - timedelta(days=7))
+    assert not has_history(STATE, NOW) and not has_history(young, NOW)
+    assert has_history(old, NOW)
+
+
+def test_a_source_without_history_is_retried_on_the_backoff_alone() -> None:
+    """A new source whose first poll failed was retried only after its (adaptive)
+    interval, the next day; it now follows the error backoff until it has history."""
+    failed = result(FetchOutcome.FAILED, status=500, error="HTTP 500")
+    new = plan(STATE, failed, base=86400.0)
+    assert wait(new) == 300
+    second = plan(
+        SourceState(source_id="s", name="S", url="u", error_count=1), failed, base=86400.0
+    )
+    assert wait(second) == 600
+    known = SourceState(source_id="s", name="S", url="u", first_success_at=NOW - timedelta(days=30))
+    assert wait(plan(known, failed, base=3600.0)) == 3600  # a known source keeps its pace
+
+
+def test_new_sources_are_polled_at_poll_interval_end_to_end(
+    tmp_path: Path, feed_server: FeedServer
+) -> None:
+    from aggregator.config import load_config
+    from aggregator.pipeline import run_cycle
+    from aggregator.storage import Storage
+
+    feed_server.routes["/ok.rss"] = Route(body=(DATA / "e2e" / "mills.rss").read_bytes())
+    feed_server.routes["/down.rss"] = Route(status=500, validators=False)
+    sources = "sources:\n" + "".join(
+        f"  - id: {name}\n    name: {name}\n    url: {feed_server.url(f'/{name}.rss')}\n"
+        for name in ("ok", "down")
+    )
+    settings = (
+        "database: db.sqlite\noutput_dir: out\npoll_interval: 45m\nschedule:\n  jitter: 0\n"
+        "fetch:\n  allow_private_addresses: true\n  per_host_delay: 0\n"
+    )
+    config = load_config(write_config(tmp_path / "cfg", sources=sources, settings=settings))
+    storage = Storage.open_sqlite(config.database_path)
+    try:
+        run_cycle(config, storage, now=NOW)
+        states = storage.source_states()
+    finally:
+        storage.close()
+    assert states["ok"].first_success_at == NOW and states["down"].first_success_at is None
+    assert states["ok"].next_check_at == NOW + timedelta(minutes=45)
+    assert states["down"].next_check_at == NOW + timedelta(minutes=5)

@@ -362,3 +362,45 @@ def _sha1_signature(shingle_set: frozenset[str]) -> bytes:
     hashes *= np.uint32(0xC2B2AE35)
     hashes ^= hashes >> np.uint32(16)
     return (hashes.reshape(-1, 1) * _A + _B).min(axis=0).astype("<u4").tobytes()
+
+
+def test_migration_11_dates_the_first_success_of_existing_sources(tmp_path: Path) -> None:
+    """Sources polled before migration 11 get the first sighting of their earliest
+    item, so an old, known source keeps its adaptive interval after upgrading."""
+    from aggregator.storage import migrations
+
+    path = tmp_path / "v10.sqlite"
+    engine = sa.create_engine(f"sqlite:///{path}")
+    naive = NOW.replace(tzinfo=None)
+    with engine.begin() as connection:
+        migrations._VERSIONS.create(connection)
+        for number, migration in enumerate(migrations.MIGRATIONS[:10], start=1):
+            migration(connection)
+            connection.execute(migrations._VERSIONS.insert().values(version=number, applied_at=NOW))
+        for source, success in (("read", naive), ("empty", naive), ("never", None)):
+            connection.execute(
+                sa.text(
+                    "INSERT INTO sources (id, name, url, last_success_at) VALUES (:i, :i, 'u', :s)"
+                ),
+                {"i": source, "s": success},
+            )
+        connection.execute(sa.text(
+            "INSERT INTO items (id, public_id, origin_source_id, title, summary_html, "
+            "summary_text, published_at, updated_at, first_seen_at, date_missing, categories, "
+            "content_hash, story_id) VALUES (1, 'urn:x', 'read', 't', '', '', :at, :at, :at, "
+            "0, '[]', 'h', 1)"
+        ), {"at": naive})  # fmt: skip
+        connection.execute(
+            sa.text(
+                "INSERT INTO item_sources (item_id, source_id, first_seen_at) "
+                "VALUES (1, 'read', :at)"
+            ),
+            {"at": naive - timedelta(days=40)},
+        )
+    engine.dispose()
+    storage = Storage.open_sqlite(path)
+    states = storage.source_states()
+    storage.close()
+    assert states["read"].first_success_at == NOW - timedelta(days=40)
+    assert states["empty"].first_success_at == NOW
+    assert states["never"].first_success_at is None

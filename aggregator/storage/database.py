@@ -264,6 +264,7 @@ class Storage:
                 last_error_type=row["last_error_type"],
                 last_attempt_at=_from_db(row["last_attempt_at"]),
                 last_success_at=_from_db(row["last_success_at"]),
+                first_success_at=_from_db(row["first_success_at"]),
                 error_count=row["error_count"],
                 interval=row["interval_seconds"],
                 next_check_at=_from_db(row["next_check_at"]),
@@ -841,6 +842,9 @@ class Transaction:
                     "b_unconditional", "b_now", column.last_unconditional_at
                 ),
                 last_success_at=when("b_success", "b_now", column.last_success_at),
+                first_success_at=sa.func.coalesce(
+                    column.first_success_at, when("b_success", "b_now", column.first_success_at)
+                ),
                 etag=when("b_validators", "b_etag", column.etag),
                 last_modified=when("b_validators", "b_last_modified", column.last_modified),
                 body_hash=when("b_hash_known", "b_hash", column.body_hash),

@@ -321,6 +321,25 @@ def _v10_band_sets(connection: sa.Connection) -> None:
     connection.execute(sa.text("DROP TABLE item_bands"))
 
 
+def _v11_first_success(connection: sa.Connection) -> None:
+    """Issue 17: when a source was first read, so the adaptive interval waits for a
+    week of history. Existing sources: the first sighting of the earliest item they
+    carry (a success stored it), if they ever succeeded."""
+    _add_columns(connection, "sources", sa.Column("first_success_at", sa.DateTime(timezone=True)))
+    connection.execute(
+        sa.text(
+            "UPDATE sources SET first_success_at = (SELECT min(first_seen_at) FROM item_sources"
+            " WHERE item_sources.source_id = sources.id) WHERE last_success_at IS NOT NULL"
+        )
+    )
+    connection.execute(
+        sa.text(
+            "UPDATE sources SET first_success_at = last_success_at"
+            " WHERE first_success_at IS NULL AND last_success_at IS NOT NULL"
+        )
+    )
+
+
 #: Every migration ever shipped, in order. Append only.
 MIGRATIONS: tuple[Migration, ...] = (
     _v1_initial,
@@ -333,6 +352,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     _v8_story_index,
     _v9_token_hash_bands,
     _v10_band_sets,
+    _v11_first_success,
 )
 
 _VERSIONS = sa.Table(
