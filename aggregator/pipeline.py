@@ -32,7 +32,7 @@ from aggregator.cluster import ClusterSettings, same_story, shingles, story_entr
 from aggregator.config import FEED_FORMATS, AppConfig, SourceConfig
 from aggregator.curate import recategorize, rules_changed
 from aggregator.dedupe import Action, decide
-from aggregator.errors import ParseError
+from aggregator.errors import ConflictError, ParseError
 from aggregator.fetch import Backlog, Fetcher, FetchRequest, host_of
 from aggregator.models import (
     CycleReport,
@@ -509,7 +509,7 @@ def _ingest(cycle: _Cycle, poll: _Poll, fetched: _Fetched) -> SourceReport:
     if not poll.request.is_local:
         update = replace(update, host=host_of(poll.request.url))
     tx = cycle.writes.transaction()
-    stored = _store_items(tx, cycle.shared, prepared.items, now, source.name)
+    stored = _store_racing(tx, cycle.shared, prepared.items, now, source)
     tx.record_poll(update, now)
     cycle.writes.stored(stored.new + stored.updated)
 
@@ -644,6 +644,33 @@ def _find_story(
         if same and similarity > (best.similarity or 0.0):
             best = replace(best, story_id=story_id, similarity=similarity, via=candidate)
     return best
+
+
+#: Times one source's items are stored again after losing a race on a unique key.
+MAX_STORE_RETRIES = 3
+
+
+def _store_racing(
+    tx: Transaction,
+    shared: _Shared,
+    ready: Sequence[ReadyItem],
+    now: datetime,
+    source: SourceConfig,
+) -> _Stored:
+    """``_store_items`` in a savepoint: when another worker committed an item with one
+    of the same keys meanwhile (the same link carried by feeds on two hosts), only
+    this source's writes roll back, and deciding again finds that item stored. The
+    batch's other sources, and everything already fetched, are kept (the whole batch
+    used to be rolled back and downloaded again)."""
+    for attempt in range(MAX_STORE_RETRIES + 1):
+        try:
+            with tx.savepoint():
+                return _store_items(tx, shared, ready, now, source.name)
+        except ConflictError as exc:
+            if attempt == MAX_STORE_RETRIES:
+                raise
+            log.info("source=%s lost a race on a stored key; deciding again: %s", source.id, exc)
+    raise AssertionError("unreachable")
 
 
 def _store_items(

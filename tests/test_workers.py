@@ -69,6 +69,88 @@ def test_hosts_are_leased_to_one_worker_until_released_or_expired(pg_url: str) -
         storage.close()
 
 
+def test_a_race_on_a_shared_link_retries_only_that_source(pg_url: str) -> None:
+    """Worker B stores an item whose link worker A has stored but not committed: B's
+    insert waits for A, then fails on the unique key. Only B's source is decided
+    again (A's item is now visible: B adds itself as a source); B's other work in the
+    same transaction stays. It used to roll back and re-download the whole batch."""
+    import threading
+
+    from aggregator.categorize import compile_topics
+    from aggregator.config import ClusterSettings
+    from aggregator.models import ParsedEntry
+    from aggregator.normalize import normalize_entry
+    from aggregator.pipeline import _Shared, _store_racing
+    from aggregator.prepare import complete_item
+
+    def ready(source_id: str, link: str) -> Any:
+        entry = ParsedEntry(
+            guid=None, link=link, title=f"Cotton report {link[-1]}", title_is_html=False,
+            summary_html="<p>Spinners buy cotton yarn.</p>", published_raw=None,
+            updated_raw=None, author=None, categories=(), language="en",
+        )  # fmt: skip
+        item = normalize_entry(entry, source_id=source_id, base_url="", timezone=UTC, now=NOW)
+        assert item is not None
+        return complete_item(item, (), source_id)
+
+    sources = [source(1, "a.example.com"), source(2, "b.example.com")]
+    storage_a, storage_b = Storage.open_url(pg_url), Storage.open_url(pg_url)
+    topics = compile_topics((), {})
+    shared_a = _Shared(topics=topics, settings=ClusterSettings(), now=NOW)
+    shared_b = _Shared(topics=topics, settings=ClusterSettings(), now=NOW)
+    outcome: dict[str, Any] = {}
+    try:
+        with storage_a.transaction() as tx:
+            tx.sync_sources(sources)
+
+        def worker_b() -> None:
+            try:
+                with storage_b.transaction() as tx_b:
+                    own = _store_racing(
+                        tx_b, shared_b, [ready("s2", "https://b.example.com/own")], NOW, sources[1]
+                    )
+                    shared = _store_racing(
+                        tx_b, shared_b, [ready("s2", "https://x.example.com/1")], NOW, sources[1]
+                    )
+                outcome["b"] = (own.new, shared.new)
+            except Exception as exc:  # reported by the assertion below
+                outcome["b"] = exc
+
+        with storage_a.transaction() as tx_a:
+            stored = _store_racing(
+                tx_a, shared_a, [ready("s1", "https://x.example.com/1")], NOW, sources[0]
+            )
+            assert stored.new == 1
+            thread = threading.Thread(target=worker_b)
+            thread.start()
+            # Commit only once B is waiting on A's row lock (the unique index entry).
+            deadline = time.monotonic() + 20
+            with storage_a.connect() as watcher:
+                while time.monotonic() < deadline:
+                    waiting = watcher.execute(sa.text(
+                        "SELECT count(*) FROM pg_stat_activity "
+                        "WHERE wait_event_type = 'Lock' AND datname = current_database()"
+                    )).scalar_one()  # fmt: skip
+                    watcher.rollback()
+                    if waiting:
+                        break
+                    time.sleep(0.02)
+            assert waiting, "worker B never waited for A"
+        thread.join(timeout=30)
+        assert outcome["b"] == (1, 0), outcome["b"]
+        with storage_a.connect() as connection:
+            items = connection.execute(sa.text("SELECT link FROM items ORDER BY link")).scalars()
+            carried = connection.execute(sa.text(
+                "SELECT source_id FROM item_sources JOIN items ON items.id = item_id "
+                "WHERE items.link = 'https://x.example.com/1' ORDER BY source_id"
+            )).scalars()  # fmt: skip
+            assert list(items) == ["https://b.example.com/own", "https://x.example.com/1"]
+            assert list(carried) == ["s1", "s2"]
+    finally:
+        storage_a.close()
+        storage_b.close()
+
+
 def test_a_workers_band_index_catches_up_whatever_order_others_commit_in(pg_url: str) -> None:
     """Workers take item ids in blocks, so a transaction holding lower ids can commit
     after one holding higher ids: catching up by "ids above the last seen" would miss

@@ -709,6 +709,27 @@ class Transaction:
         self._polls: list[dict[str, Any]] = []
         self._id_pools: dict[str, list[int]] = {}
 
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """Writes that roll back alone, leaving the rest of the transaction intact.
+
+        Only PostgreSQL needs them: there another worker may commit an item with the
+        same key between our look-up and our insert (a ``ConflictError``), and only
+        that source's writes should be retried, not the whole batch. A SQLite database
+        has one writer, so nothing there can conflict (and a savepoint per source
+        would cost two statements for nothing)."""
+        if self._c.dialect.name != "postgresql":
+            yield
+            return
+        with _storage_errors("writing to the database"):
+            nested = self._c.begin_nested()
+            try:
+                yield
+            except BaseException:
+                nested.rollback()
+                raise
+            nested.commit()
+
     def _insert_ignoring_conflicts(self, table: sa.Table) -> Any:
         # Each engine's own dialect module (importing PostgreSQL's takes 0.05 s).
         dialect = self._c.dialect.name
