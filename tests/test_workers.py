@@ -308,6 +308,39 @@ def test_three_workers_poll_every_source_once_and_store_nothing_twice(
     assert len(working) >= 2, [err.decode()[-600:] for _out, err in outputs]
 
 
+def test_two_workers_racing_on_shared_links_download_every_feed_once(
+    pg_url: str, network: list[FeedServer], tmp_path: Path
+) -> None:
+    """Feeds on different hosts carry the same link (as portals repost one wire
+    story): a worker that lost the race on it used to throw its batch away and poll
+    it again as full 200s (451-601 downloads for 300 feeds, one feed 6 times)."""
+    folder = worker_config(
+        tmp_path, network, 120, pg_url, delay=0.3, extra="workers: {batch: 4}\n"
+    )  # fmt: skip
+    common = (  # the same wire story in every feed, first seen by both workers at once
+        "<item><title>Wire: cotton futures rise</title><link>https://wire.example.com/1</link>"
+        "<description>Cotton futures rose on mill demand.</description></item>"
+    )
+    for n in range(120):
+        body = rss(n, 3).replace(b"</channel>", common.encode() + b"</channel>")
+        network[n % len(network)].routes[f"/{n}.rss"] = Route(body=body, delay=0.3)
+    runs = [
+        subprocess.Popen(
+            textile_feeds("-v", "--config", str(folder), "run", "--once"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for _ in range(2)
+    ]
+    outputs = [run.communicate(timeout=240) for run in runs]
+    for run, (_out, err) in zip(runs, outputs, strict=True):
+        assert run.returncode == 0, err.decode()[-2000:]
+    hits = Counter(hit.path for server in network for hit in server.hits)
+    assert len(hits) == 120 and set(hits.values()) == {1}, hits.most_common(3)
+    links = stored_links(pg_url)
+    assert len(links) == 361 and set(links.values()) == {1}, "every item stored exactly once"
+
+
 def test_a_killed_workers_hosts_are_polled_by_the_others_after_its_lease(
     pg_url: str, network: list[FeedServer], tmp_path: Path
 ) -> None:
