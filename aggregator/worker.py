@@ -13,8 +13,10 @@ Coordination rests on PostgreSQL's own guarantees, not on a coordinator of ours:
   expires; then another claims them, and since the dead worker never wrote those polls
   the sources are still due.
 - **No double storage.** A poll's items and its new next-check time commit together;
-  unique keys catch two workers storing one story at the same moment (the losing
-  batch is rolled back and polled again).
+  unique keys catch two workers storing one story at the same moment. The loser's
+  source is rolled back to its savepoint and decided again, which finds the winner's
+  item stored (``pipeline._store_racing``); only if that keeps failing is the whole
+  batch rolled back and polled again.
 - **One publisher.** A worker whose round changed items records a publish request;
   whoever holds the publisher advisory lock renders the feeds, and renders again if a
   request came in meanwhile. Feeds go to ``output_dir``, which several machines must
