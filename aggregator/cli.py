@@ -405,6 +405,44 @@ def explain(ctx: click.Context, config_dir: Path | None, url: str) -> None:
 
 @cli.command()
 @config_option
+@click.argument("labels", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--part",
+    type=click.Choice(["all", "odd", "even"]),
+    default="all",
+    show_default=True,
+    help="Only items whose id ends in an odd (or even) number: tune on one half, "
+    "report the other.",
+)
+@click.option("--errors", default=15, show_default=True, help="How many worst errors to list.")
+@click.pass_context
+def evaluate(
+    ctx: click.Context, config_dir: Path | None, labels: Path, part: str, errors: int
+) -> None:
+    """Score the topic rules against labelled items (LABELS: a JSONL file).
+
+    Each line: {"id", "title", "summary", "source_category", "lang", "style",
+    "topics": [...]}. Prints precision, recall and F1 per topic, macro-F1, figures
+    per language and style, the items labelled with no topic that got one, and the
+    worst errors with the reasons explain gives. Touches no database."""
+    from aggregator.categorize import compile_topics
+    from aggregator.evaluate import LabelsError, read_labels
+    from aggregator.evaluate import evaluate as run_evaluation
+    from aggregator.evaluate import format_report as format_evaluation
+
+    config = _config(ctx, config_dir)
+    try:
+        cases = read_labels(labels, part=part)
+    except LabelsError as exc:
+        click.echo(str(exc), err=True)
+        ctx.exit(EXIT_CONFIG)
+    topics = compile_topics(config.topics, config.rule_sets)
+    overall, groups = run_evaluation(cases, topics)
+    click.echo(format_evaluation(overall, groups, errors=errors))
+
+
+@cli.command()
+@config_option
 @click.argument("topic")
 @click.option(
     "--file",
