@@ -1,6 +1,11 @@
 """Topic rules -> which topics an item belongs to, and why (pure).
 
-For each topic, in this order:
+First the textile-scope gate (the rule set named ``scope``), once per item: any of its
+exclude terms vetoes every topic (a seafood ban, a sports strike); otherwise the item
+must score the gate's threshold with its include terms, unless its source is textile
+trade press (``scope: textile``). A topic with ``scope: false`` skips the gate.
+
+Then, for each topic, in this order:
   1. ``sources``: only items from the listed sources can enter;
   2. ``exclude`` terms are looked for first: any exclude hit vetoes, so 棉花糖 (candy
      floss) never counts as 棉花 (cotton);
@@ -16,12 +21,14 @@ topics an item belongs to.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from aggregator.config import RuleSet, TermSpec, TopicConfig
 from aggregator.models import Item, TermHit, TopicMatch, term_hit
 from aggregator.rules import (
+    FieldText,
     Node,
     Term,
     TermIndex,
@@ -37,6 +44,39 @@ def _compile(spec: TermSpec) -> Term:
 
 
 @dataclass(frozen=True, slots=True)
+class ScopeGate:
+    """The ``scope`` rule set, compiled: shared by every topic that uses it."""
+
+    include: tuple[Term, ...]
+    exclude: tuple[Term, ...]
+    threshold: float
+    #: Sources whose items pass the include terms (textile trade press).
+    trade_sources: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ScopeVerdict:
+    """Whether an item is about the textile business, and why."""
+
+    in_scope: bool
+    score: float
+    threshold: float
+    hits: tuple[TermHit, ...]
+    #: Shared vetoes found: any one keeps the item out of every topic.
+    vetoes: tuple[TermHit, ...]
+    trade_source: bool = False
+
+    def reason(self) -> str:
+        if self.vetoes:
+            return "vetoed for every topic by " + ", ".join(h.term for h in self.vetoes)
+        if self.trade_source:
+            return "in textile scope: a textile trade-press source"
+        state = "in" if self.in_scope else "out of"
+        terms = ", ".join(f"{h.term} ({h.field} {h.weight:g})" for h in self.hits) or "-"
+        return f"{state} textile scope: score {self.score:g}/{self.threshold:g}, hits {terms}"
+
+
+@dataclass(frozen=True, slots=True)
 class CompiledTopic:
     """A topic's rules, compiled once per configuration."""
 
@@ -48,6 +88,8 @@ class CompiledTopic:
     threshold: float
     weights: Mapping[str, float]
     sources: frozenset[str]
+    #: The textile-scope gate the topic requires (None: it has none, or opted out).
+    gate: ScopeGate | None = None
     #: id() of each include term: an item none of them occurs in cannot score.
     include_ids: frozenset[int] = frozenset()
 
@@ -55,7 +97,9 @@ class CompiledTopic:
         object.__setattr__(self, "include_ids", frozenset(id(t) for t in self.include))
 
     @classmethod
-    def from_config(cls, topic: TopicConfig, rule_sets: Mapping[str, RuleSet]) -> CompiledTopic:
+    def from_config(
+        cls, topic: TopicConfig, rule_sets: Mapping[str, RuleSet], gate: ScopeGate | None = None
+    ) -> CompiledTopic:
         sets = [rule_sets[name] for name in topic.use if name in rule_sets]
         include = [*topic.include, *(t for s in sets for t in s.include)]
         exclude = [*topic.exclude, *(t for s in sets for t in s.exclude)]
@@ -69,13 +113,30 @@ class CompiledTopic:
             threshold=topic.threshold,
             weights=topic.weights.model_dump(),
             sources=frozenset(topic.sources),
+            gate=gate if topic.scope else None,
         )
 
 
+#: The rule set that is the textile-scope gate.
+SCOPE_RULE_SET = "scope"
+
+
 def compile_topics(
-    topics: Iterable[TopicConfig], rule_sets: Mapping[str, RuleSet] | None = None
+    topics: Iterable[TopicConfig],
+    rule_sets: Mapping[str, RuleSet] | None = None,
+    trade_sources: frozenset[str] = frozenset(),
 ) -> tuple[CompiledTopic, ...]:
-    return tuple(CompiledTopic.from_config(t, rule_sets or {}) for t in topics)
+    """``trade_sources``: ids of textile trade-press sources (``AppConfig.trade_press``)."""
+    rule_sets = rule_sets or {}
+    gate = None
+    if (scope := rule_sets.get(SCOPE_RULE_SET)) is not None:
+        gate = ScopeGate(
+            include=tuple(_compile(t) for t in dict.fromkeys(scope.include)),
+            exclude=tuple(_compile(t) for t in dict.fromkeys(scope.exclude)),
+            threshold=scope.threshold,
+            trade_sources=trade_sources,
+        )
+    return tuple(CompiledTopic.from_config(t, rule_sets, gate) for t in topics)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -96,11 +157,23 @@ class TopicVerdict:
     expression: bool | None
     #: The item's source is not among the topic's sources.
     source_excluded: bool
+    #: The scope gate's verdict, when the topic requires it.
+    scope: ScopeVerdict | None = None
+
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])|(?<=[。！？；])")
+
+
+def lead_sentence(text: str, limit: int = 400) -> str:
+    """The first sentence of a summary (at most ``limit`` characters)."""
+    first = _SENTENCE_END.split(text.strip(), maxsplit=1)[0] if text else ""
+    return first[:limit]
 
 
 def item_fields(item: Item, source_name: str = "") -> dict[str, str]:
     return {
         "title": item.title,
+        "lead": lead_sentence(item.summary_text),
         "summary": item.summary_text,
         "category": " | ".join(item.categories),
         "source": f"{item.source_id} {source_name}".strip(),
@@ -108,16 +181,44 @@ def item_fields(item: Item, source_name: str = "") -> dict[str, str]:
     }
 
 
+def judge_scope(
+    item: Item, gate: ScopeGate, found: Mapping[int, list[str]], weights: Mapping[str, float]
+) -> ScopeVerdict:
+    """Whether ``item`` passes the textile-scope gate."""
+    vetoes = _hits(gate.exclude, found, weights)
+    hits = _hits(gate.include, found, weights)
+    score = _score(hits)
+    trade = item.source_id in gate.trade_sources
+    return ScopeVerdict(
+        in_scope=not vetoes and (trade or score >= gate.threshold),
+        score=score, threshold=gate.threshold, hits=hits, vetoes=vetoes, trade_source=trade,
+    )  # fmt: skip
+
+
+def _score(hits: Iterable[TermHit]) -> float:
+    """Each term counts once, in its best field."""
+    best: dict[str, float] = {}
+    for hit in hits:
+        best[hit.term] = max(best.get(hit.term, 0.0), hit.weight)
+    return sum(best.values())
+
+
 def judge(
     item: Item,
     topic: CompiledTopic,
     source_name: str = "",
     found: Mapping[int, list[str]] | None = None,
+    scope: ScopeVerdict | None = None,
 ) -> TopicVerdict:
     """The full reasoning of one topic about one item. ``found`` (id(term) -> fields it
-    occurs in) is computed once per item when several topics judge it."""
+    occurs in) and ``scope`` (the gate's verdict) are computed once per item when
+    several topics judge it."""
     if found is None:
         found = TermIndex(_terms(topic)).hits(index_fields(item_fields(item, source_name)))
+    if topic.gate is not None and scope is None:
+        scope = judge_scope(item, topic.gate, found, topic.weights)
+    if topic.gate is None:
+        scope = None
     source_excluded = bool(topic.sources) and item.source_id not in topic.sources
     vetoes = _hits(topic.exclude, found, topic.weights)
     if vetoes:
@@ -126,12 +227,10 @@ def judge(
         return TopicVerdict(
             slug=topic.slug, belongs=False, score=0.0, threshold=topic.threshold, hits=(),
             vetoes=vetoes, missing_all_of=(), expression=None, source_excluded=source_excluded,
+            scope=scope,
         )  # fmt: skip
     hits = _hits(topic.include, found, topic.weights)
-    best: dict[str, float] = {}
-    for hit in hits:
-        best[hit.term] = max(best.get(hit.term, 0.0), hit.weight)
-    score = sum(best.values())
+    score = _score(hits)
     missing = tuple(
         " | ".join(t.text for t in group)
         for group in topic.all_of
@@ -148,6 +247,7 @@ def judge(
     scored = score >= topic.threshold if topic.include else True
     belongs = (
         not source_excluded
+        and (scope is None or scope.in_scope)
         and not vetoes
         and scored
         and not missing
@@ -164,15 +264,42 @@ def judge(
         missing_all_of=missing,
         expression=expression,
         source_excluded=source_excluded,
+        scope=scope,
     )
+
+
+def _gate_of(topics: Sequence[CompiledTopic]) -> ScopeGate | None:
+    return next((t.gate for t in topics if t.gate is not None), None)
 
 
 def verdicts(
     item: Item, topics: Sequence[CompiledTopic], source_name: str = ""
 ) -> tuple[TopicVerdict, ...]:
-    """Every topic's reasoning about ``item``, its words looked up once for all topics."""
-    found = _index(topics).hits(index_fields(item_fields(item, source_name)))
-    return tuple(judge(item, topic, source_name, found) for topic in topics)
+    """Every topic's reasoning about ``item``, its words looked up once for all topics.
+    ``place:`` hits name the places found ("place:asia (Tiruppur)")."""
+    fields = index_fields(item_fields(item, source_name))
+    found = _index(topics).hits(fields)
+    gate = _gate_of(topics)
+    weights = topics[0].weights if topics else {}
+    scope = judge_scope(item, gate, found, weights) if gate is not None else None
+    judged = tuple(judge(item, topic, source_name, found, scope) for topic in topics)
+    return tuple(_with_place_names(v, topics, fields) for v in judged)
+
+
+def _with_place_names(
+    verdict: TopicVerdict, topics: Sequence[CompiledTopic], fields: Mapping[str, FieldText]
+) -> TopicVerdict:
+    places = {t.text: t for topic in topics for t in topic.include if t.place is not None}
+    if not places or not any(h.term in places for h in verdict.hits):
+        return verdict
+
+    def named(hit: TermHit) -> TermHit:
+        if hit.term not in places or hit.field not in fields:
+            return hit
+        names = ", ".join(places[hit.term].places_in(fields[hit.field]))
+        return term_hit(f"{hit.term} ({names})", hit.field, hit.weight)
+
+    return replace(verdict, hits=tuple(map(named, verdict.hits)))
 
 
 def categorize(
@@ -180,13 +307,19 @@ def categorize(
 ) -> tuple[TopicMatch, ...]:
     """Every topic ``item`` belongs to, with the terms that put it there."""
     found = _index(topics).hits(index_fields(item_fields(item, source_name)))
+    gate = _gate_of(topics)
+    scope = None
+    if gate is not None:
+        scope = judge_scope(item, gate, found, topics[0].weights)
+        if not scope.in_scope and all(t.gate is not None for t in topics):
+            return ()  # out of scope for every topic: nothing more to look at
     matches = []
     for topic in topics:
         # Most topics have none of their include terms in a given item: it cannot reach
         # the threshold (always above zero), so the full reasoning is not needed.
         if topic.include and found.keys().isdisjoint(topic.include_ids):
             continue
-        verdict = judge(item, topic, source_name, found)
+        verdict = judge(item, topic, source_name, found, scope)
         if verdict.belongs:
             matches.append(TopicMatch(slug=verdict.slug, hits=verdict.hits))
     return tuple(matches)
@@ -223,7 +356,8 @@ def _positions(terms: Sequence[Term]) -> dict[int, int]:
 
 
 def _terms(topic: CompiledTopic) -> list[Term]:
-    return [*topic.include, *topic.exclude, *(t for group in topic.all_of for t in group)]
+    gate = (*topic.gate.include, *topic.gate.exclude) if topic.gate is not None else ()
+    return [*topic.include, *topic.exclude, *(t for group in topic.all_of for t in group), *gate]
 
 
 # The term index of the topics last categorized with (one taxonomy at a time in practice).

@@ -375,12 +375,17 @@ def explain(ctx: click.Context, config_dir: Path | None, url: str) -> None:
     now_in = ", ".join(found.current_topics) or "-"
     click.echo(f"{item.title}\n  {item.link}")
     click.echo(f"  source {item.source_id}, published {_when(item.published_at)} UTC, in: {now_in}")
+    scope = next((v.scope for v in found.verdicts if v.scope is not None), None)
+    if scope is not None:
+        click.echo(f"  {scope.reason()}")
     for verdict in found.verdicts:
         mark = "IN " if verdict.belongs else "out"
         line = f"{mark} {verdict.slug:<22} score {verdict.score:g} / {verdict.threshold:g}"
         reasons = []
         if verdict.source_excluded:
             reasons.append("source not in this topic's sources")
+        if verdict.scope is not None and not verdict.scope.in_scope:
+            reasons.append("out of textile scope (see above)")
         if verdict.vetoes:
             reasons.append(f"vetoed by {_hits(verdict.vetoes)}")
         if verdict.missing_all_of:
@@ -411,8 +416,7 @@ def explain(ctx: click.Context, config_dir: Path | None, url: str) -> None:
     type=click.Choice(["all", "odd", "even"]),
     default="all",
     show_default=True,
-    help="Only items whose id ends in an odd (or even) number: tune on one half, "
-    "report the other.",
+    help="Only items whose id ends in an odd (or even) number: tune on one half, report the other.",
 )
 @click.option("--errors", default=15, show_default=True, help="How many worst errors to list.")
 @click.pass_context

@@ -105,7 +105,7 @@ def _size(value: object) -> int:
     raise _fail("size", "expected a positive size such as 1048576, 512KB or 5MB")
 
 
-_TERM_OPTIONS = frozenset({"term", "weight", "case_sensitive", "field"})
+_TERM_OPTIONS = frozenset({"term", "weight", "case_sensitive", "exact", "field"})
 
 
 def _list_of_terms(value: object) -> object:
@@ -125,7 +125,8 @@ def _term(value: object) -> TermSpec:
         if unknown or "term" not in value:
             raise _fail(
                 "term",
-                f"a term mapping takes term, weight, case_sensitive, field; got {sorted(value)}",
+                "a term mapping takes term, weight, case_sensitive, exact, field; "
+                f"got {sorted(value)}",
             )
         spec = tuple(sorted(value.items()))  # hashable and frozen
     else:
@@ -504,6 +505,10 @@ class SourceConfig(_Model):
     enabled: bool = True
     #: Breaks ties when two sources first reported a story at the same time (higher wins).
     priority: int = 0
+    #: ``textile``: trade press writing only about the textile business, whose items
+    #: pass the scope gate's terms (its vetoes still apply); ``general``: business or
+    #: general news, whose items must show they are about textiles.
+    scope: Literal["general", "textile"] = "general"
     #: Scraping rules, for ``type: html`` only.
     html: HtmlRules | None = None
 
@@ -528,17 +533,25 @@ class SourcesFile(_Model):
 
 
 class RuleSet(_Model):
-    """Terms defined once, used by several topics (``use: [name]``)."""
+    """Terms defined once, used by several topics (``use: [name]``).
+
+    The rule set named ``scope`` is the textile-scope gate: every topic (unless it sets
+    ``scope: false``) requires an item to score ``threshold`` with its include terms,
+    and any of its exclude terms vetoes every topic at once."""
 
     include: TermList = ()
     all_of: TermGroups = ()
     exclude: TermList = ()
+    #: For the ``scope`` gate: the include score an item needs.
+    threshold: float = Field(default=1.0, gt=0)
 
 
 class FieldWeights(_Model):
     """What one hit of a weight-1 term scores in each field."""
 
     title: float = Field(default=2.0, ge=0)
+    #: The summary's first sentence: what the item is about, more than a later clause.
+    lead: float = Field(default=1.5, ge=0)
     summary: float = Field(default=1.0, ge=0)
     category: float = Field(default=1.0, ge=0)
     source: float = Field(default=1.0, ge=0)
@@ -565,6 +578,8 @@ class TopicConfig(_Model):
     weights: FieldWeights = FieldWeights()
     #: Only items from these source ids can enter the topic.
     sources: tuple[SourceId, ...] = ()
+    #: Whether items must pass the ``scope`` rule set (the textile-scope gate).
+    scope: bool = True
 
     @model_validator(mode="after")
     def _not_empty(self) -> TopicConfig:
@@ -638,6 +653,11 @@ class AppConfig:
         return self.settings.user_agent or (
             f"textile-feeds/{__version__} (+{self.settings.contact_url})"
         )
+
+    @property
+    def trade_press(self) -> frozenset[str]:
+        """Ids of the sources marked ``scope: textile``."""
+        return frozenset(s.id for s in self.sources if s.scope == "textile")
 
     def interval_of(self, source: SourceConfig) -> float:
         return source.interval or self.settings.poll_interval

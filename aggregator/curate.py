@@ -42,7 +42,7 @@ class Recategorized:
 
 def recategorize(config: AppConfig, storage: Storage, *, now: datetime) -> Recategorized:
     """Re-apply the topic rules to items within ``feed_window``; store the fingerprint."""
-    topics = compile_topics(config.topics, config.rule_sets)
+    topics = compile_topics(config.topics, config.rule_sets, config.trade_press)
     names = {s.id: s.name for s in config.sources}
     since = now - timedelta(seconds=config.settings.feed_window)
     joined: dict[str, int] = {}
@@ -79,7 +79,11 @@ class Preview:
 
 def preview(config: AppConfig, storage: Storage, slug: str, *, now: datetime) -> Preview:
     """What topic ``slug`` would hold under ``config``'s rules; changes nothing."""
-    topics = [t for t in compile_topics(config.topics, config.rule_sets) if t.slug == slug]
+    topics = [
+        t
+        for t in compile_topics(config.topics, config.rule_sets, config.trade_press)
+        if t.slug == slug
+    ]
     names = {s.id: s.name for s in config.sources}
     since = now - timedelta(seconds=config.settings.feed_window)
     members, joining, leaving = [], [], []
@@ -133,7 +137,7 @@ def explain(config: AppConfig, storage: Storage, url: str) -> Explanation | None
         return None
     item_id, item, current = found
     names = {s.id: s.name for s in config.sources}
-    topics = compile_topics(config.topics, config.rule_sets)
+    topics = compile_topics(config.topics, config.rule_sets, config.trade_press)
     story = storage.story_of(item_id)
     members = storage.story_members(story[0]) if story else []
     return Explanation(

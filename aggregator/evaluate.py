@@ -248,6 +248,8 @@ def _summary_line(report: Report) -> str:
 
 def _reasons(verdict: TopicVerdict) -> str:
     parts = [f"score {verdict.score:g}/{verdict.threshold:g}", f"hits {_hits(verdict.hits)}"]
+    if verdict.scope is not None and (not verdict.scope.in_scope or verdict.belongs):
+        parts.append(verdict.scope.reason())
     if verdict.vetoes:
         parts.append(f"vetoed by {_hits(verdict.vetoes)}")
     if verdict.missing_all_of:

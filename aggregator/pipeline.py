@@ -104,7 +104,7 @@ def run_cycle(
     now = now or datetime.now(UTC)
     rng = rng or random.Random()
     fetcher = fetcher or Fetcher(config.settings.fetch, config.user_agent)
-    topics = compile_topics(config.topics, config.rule_sets)
+    topics = compile_topics(config.topics, config.rule_sets, config.trade_press)
     cluster_settings = config.settings.cluster.settings()
     shared = _Shared(topics=topics, settings=cluster_settings, now=now)
 
@@ -869,7 +869,7 @@ def try_source(config: AppConfig, source: SourceConfig, *, fetcher: Fetcher | No
     read = SourceRead(problem=fetched.error, problem_type=fetched.error_type or "fetch")
     if fetched.outcome is FetchOutcome.OK:
         read = read_source(config, source, fetched, fetcher, is_known=lambda _link: False)
-    topics = compile_topics(config.topics, config.rule_sets)
+    topics = compile_topics(config.topics, config.rule_sets, config.trade_press)
     ready, _ = ready_items(source, read.base_url, read.entries, now, topics)
     return Trial(
         fetched=fetched,

@@ -29,7 +29,8 @@ from functools import lru_cache
 
 #: Asian countries (GeoNames continent AS) that the guide counts as the Middle East.
 MIDDLE_EAST = frozenset(
-    "ae am az bh cy ge il iq ir jo kw lb om ps qa sa sy tr ye".split()
+    ("ae", "am", "az", "bh", "cy", "ge", "il", "iq", "ir", "jo", "kw", "lb", "om", "ps", "qa",
+     "sa", "sy", "tr", "ye")
 )  # fmt: skip
 _CONTINENTS = {
     "AF": ("africa",),
@@ -54,10 +55,10 @@ _LATIN_SUFFIXES = re.compile(r"\s+(Sheng|Shi|Zizhiqu|Huizu Zizhiqu|Zhuangzu Zizh
                              r"Uygur Zizhiqu|SAR|Province|Division|District|State)$")  # fmt: skip
 #: Subdivisions named by a bare direction ("East", a region of Cameroon) are words first.
 _GENERIC = frozenset(
-    "East West North South Central Eastern Western Northern Southern Capital Centre Center "
-    "Coast Islands Island Lakes Valley Upper Lower Middle Northeast Northwest Southeast "
-    "Southwest".split()
-)
+    ("East", "West", "North", "South", "Central", "Eastern", "Western", "Northern", "Southern",
+     "Capital", "Centre", "Center", "Coast", "Islands", "Island", "Lakes", "Valley", "Upper",
+     "Lower", "Middle", "Northeast", "Northwest", "Southeast", "Southwest")
+)  # fmt: skip
 _CJK_SUFFIXES = ("维吾尔自治区", "壮族自治区", "回族自治区", "特别行政区", "自治区", "省", "市")
 
 
@@ -160,9 +161,7 @@ def place_index() -> PlaceIndex:
                 put(cjk, form, rank, codes)
 
     zh_countries = gettext.translation("iso3166-1", pycountry.LOCALES_DIR, languages=["zh_CN"])
-    zh_subdivisions = gettext.translation(
-        "iso3166-2", pycountry.LOCALES_DIR, languages=["zh_CN"]
-    )
+    zh_subdivisions = gettext.translation("iso3166-2", pycountry.LOCALES_DIR, languages=["zh_CN"])
     big = 10**10  # countries outrank any city of the same name
     for iso, info in countries.items():
         codes = codes_of(iso.lower())

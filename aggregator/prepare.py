@@ -166,11 +166,14 @@ _worker_topics: tuple[CompiledTopic, ...] = ()
 
 
 def _start_worker(
-    topics: Sequence[TopicConfig], rule_sets: Mapping[str, RuleSet], owner_pid: int
+    topics: Sequence[TopicConfig],
+    rule_sets: Mapping[str, RuleSet],
+    trade_sources: frozenset[str],
+    owner_pid: int,
 ) -> None:
     global _worker_topics
     exit_with(owner_pid)
-    _worker_topics = compile_topics(topics, rule_sets)
+    _worker_topics = compile_topics(topics, rule_sets, trade_sources)
 
 
 def exit_with(owner_pid: int) -> None:
@@ -222,8 +225,9 @@ class Preparer:
         topics: Sequence[TopicConfig],
         rule_sets: Mapping[str, RuleSet],
         workers: int,
+        trade_sources: frozenset[str] = frozenset(),
     ) -> None:
-        self.rules = (tuple(topics), dict(rule_sets))
+        self.rules = (tuple(topics), dict(rule_sets), trade_sources)
         self.workers = workers
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload([__name__, *_STAGES])
@@ -231,7 +235,7 @@ class Preparer:
             max_workers=workers,
             mp_context=context,
             initializer=_start_worker,
-            initargs=(self.rules[0], self.rules[1], os.getpid()),
+            initargs=(*self.rules, os.getpid()),
         )
 
     def submit(
@@ -244,9 +248,14 @@ class Preparer:
         """``seen``: fingerprints of what the source delivered before (not redone)."""
         return self._pool.submit(_prepare_in_worker, source, result, now, seen)
 
-    def serves(self, topics: Sequence[TopicConfig], rule_sets: Mapping[str, RuleSet]) -> bool:
+    def serves(
+        self,
+        topics: Sequence[TopicConfig],
+        rule_sets: Mapping[str, RuleSet],
+        trade_sources: frozenset[str] = frozenset(),
+    ) -> bool:
         """Whether this pool categorizes with these rules (a reload may change them)."""
-        return self.rules == (tuple(topics), dict(rule_sets))
+        return self.rules == (tuple(topics), dict(rule_sets), trade_sources)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
@@ -266,10 +275,12 @@ class Workers:
         if (
             current is None
             or current.workers != count
-            or not current.serves(config.topics, config.rule_sets)
+            or not current.serves(config.topics, config.rule_sets, config.trade_press)
         ):
             self.close()
-            current = self._preparer = Preparer(config.topics, config.rule_sets, count)
+            current = self._preparer = Preparer(
+                config.topics, config.rule_sets, count, config.trade_press
+            )
         return current
 
     def close(self) -> None:

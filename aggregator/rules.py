@@ -2,15 +2,22 @@
 
 A **term** is a word or phrase, optionally scoped to a field and given options:
 
-    cotton                      any field, case-insensitive, whole words, plurals too
+    cotton                      any field, case-insensitive, whole words, any word form
     title:cotton price          only in the title
+    =parking                    this word form only (no stemming)
+    place:asia                  any place in a region or country (see ``places``)
     re:\\bPSF\\b|polyester staple   a regular expression (run with a time limit)
     {term: China, case_sensitive: true, weight: 2}     the mapping form in YAML
 
-Fields: ``title``, ``summary``, ``category`` (the source's own labels), and, only when
-a term names them, ``source`` (its id and name) and ``language``. Latin terms match as
-whole words, tolerating a plural "s"/"es"; terms with CJK characters match as
-substrings (Chinese has no spaces).
+Fields: ``title``, ``lead`` (the summary's first sentence), ``summary``, ``category``
+(the source's own labels), and, only when a term names them, ``source`` (its id and
+name) and ``language``. Latin terms match as whole words compared by their Snowball
+stems (PyStemmer): "exports", "exporter" and "exporting" all find ``export``.
+A hyphenated compound counts as its last word (its head) and as its capitalised
+parts: "brand-new" is not ``brand``, "Xinjiang-linked" is ``Xinjiang``; the whole
+compound is a word too (``brand-new``). Case-sensitive and ``=`` terms compare the
+words as written. Terms with CJK characters match as substrings (Chinese has no
+spaces).
 
 An **expression** combines terms: ``cotton AND (price OR futures) AND NOT candy``,
 with ``"quoted phrases"``, field prefixes (``title:cotton``) and parentheses. The
@@ -25,19 +32,24 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import regex
 
-FIELDS = ("title", "summary", "category", "source", "language")
+FIELDS = ("title", "lead", "summary", "category", "source", "language")
 #: Where a term without a field prefix is looked for: the item's own words. Source and
 #: language are matched only when asked (``source:``), or every item of a source named
 #: "中国纺织网" would be about China.
-TEXT_FIELDS = ("title", "summary", "category")
+TEXT_FIELDS = ("title", "lead", "summary", "category")
+#: How a term compares words: by stem (the default), as written in lower case
+#: (``=word``), or as written (``case_sensitive``).
+STEM, EXACT, CASE = "stem", "exact", "case"
 #: A regular expression gets this long per field before it counts as not matching.
 REGEX_TIMEOUT_SECONDS = 0.05
 
 # Characters that continue a Latin word; \w would also swallow CJK text next to a term.
-_WORD = re.compile(r"[0-9A-Za-z\u00C0-\u024F]+")
+# Hyphens join the parts of a compound (see ``_tokens_of``).
+_WORD = re.compile(r"[0-9A-Za-z\u00C0-\u024F]+(?:-[0-9A-Za-z\u00C0-\u024F]+)*")
 _CJK = re.compile(r"[\u2E80-\u9FFF\uAC00-\uD7AF\uF900-\uFAFF]")
 _FIELD_PREFIX = re.compile(rf"^({'|'.join(FIELDS)}):(?!//)")
 
@@ -58,30 +70,79 @@ class FieldText:
     terms against 12 topics cost 19 ms an item as regexes and ~0.2 ms this way (see the
     README design notes)."""
 
-    __slots__ = ("_joined", "_words", "lower", "text")
+    __slots__ = ("_joined", "_places", "_words", "lower", "text")
 
     def __init__(self, text: str) -> None:
         self.text = text
         self.lower = text.lower()
-        self._words: dict[bool, list[str]] = {}
-        self._joined: dict[bool, str] = {}
+        self._words: dict[str, list[str]] = {}
+        self._joined: dict[str, str] = {}
+        self._places: dict[str, list[str]] | None = None
 
-    def words(self, case_sensitive: bool) -> list[str]:
-        """The field's words in order (lower-cased unless ``case_sensitive``)."""
-        found = self._words.get(case_sensitive)
+    def words(self, mode: str) -> list[str]:
+        """The field's words in order, as ``mode`` compares them (STEM, EXACT, CASE)."""
+        found = self._words.get(mode)
         if found is None:
-            found = _WORD.findall(self.text if case_sensitive else self.lower)
-            self._words[case_sensitive] = found
+            found = self._words[mode] = words_of(self.text, mode)
         return found
 
-    def joined(self, case_sensitive: bool) -> str:
+    def joined(self, mode: str) -> str:
         """The words joined by single spaces, with a space at each end: a phrase is one
         substring search for " word word " (in C), whatever punctuation sat between
         the words in the text."""
-        found = self._joined.get(case_sensitive)
+        found = self._joined.get(mode)
         if found is None:
-            found = self._joined[case_sensitive] = f" {' '.join(self.words(case_sensitive))} "
+            found = self._joined[mode] = f" {' '.join(self.words(mode))} "
         return found
+
+    def places(self) -> dict[str, list[str]]:
+        """Region and country codes of the places named here -> the names."""
+        if self._places is None:
+            from aggregator.places import place_index
+
+            self._places = place_index().find(self.text) if self.text else {}
+        return self._places
+
+
+def _tokens_of(text: str) -> list[str]:
+    """Words as written; a compound "a-b-c" gives itself, its capitalised parts and
+    its last part (the head of an English compound): "brand-new" -> brand-new, new."""
+    tokens: list[str] = []
+    for word in _WORD.findall(text):
+        if "-" not in word:
+            tokens.append(word)
+            continue
+        parts = word.split("-")
+        tokens.append(word)
+        tokens.extend(p for p in parts[:-1] if p[:1].isupper())
+        tokens.append(parts[-1])
+    return tokens
+
+
+_STEMMER: Any = None
+_stems: dict[str, str] = {}
+
+
+def _stem(words: list[str]) -> list[str]:
+    global _STEMMER
+    if _STEMMER is None:
+        import Stemmer  # PyStemmer: the Snowball stemmers in C
+
+        _STEMMER = Stemmer.Stemmer("english")
+    missing = [w for w in set(words) if w not in _stems]
+    if missing:
+        if len(_stems) > 200_000:  # a long-running daemon sees unbounded vocabulary
+            _stems.clear()
+        _stems.update(zip(missing, _STEMMER.stemWords(missing), strict=True))
+    return [_stems[w] for w in words]
+
+
+def words_of(text: str, mode: str) -> list[str]:
+    """``text``'s words as a term in ``mode`` compares them."""
+    if mode == CASE:
+        return _tokens_of(text)
+    lowered = [t.lower() for t in _tokens_of(text)]
+    return _stem(lowered) if mode == STEM else lowered
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,17 +152,21 @@ class Term:
     text: str
     field: str | None
     weight: float
-    #: Latin terms: their words (lower-cased unless case-sensitive).
+    #: Latin terms: their words as ``mode`` compares them.
     words: tuple[str, ...] = ()
-    case_sensitive: bool = False
-    #: Whether a plural "s"/"es" on the last word still matches.
-    plural: bool = False
-    #: Latin terms: " word word " for each accepted form (see FieldText.joined).
+    mode: str = STEM
+    #: Latin terms: " word word " (see FieldText.joined).
     needles: tuple[str, ...] = ()
     #: CJK terms: the substring to find (lower-cased).
     substring: str | None = None
     #: Regular-expression terms.
     pattern: regex.Pattern[str] | None = None
+    #: ``place:`` terms: the region or country code.
+    place: str | None = None
+
+    @property
+    def case_sensitive(self) -> bool:
+        return self.mode == CASE
 
     def fields_hit(self, fields: Mapping[str, FieldText]) -> list[str]:
         names = (self.field,) if self.field else TEXT_FIELDS
@@ -118,19 +183,18 @@ class Term:
                 return False  # a runaway pattern never hangs a poll
         if self.substring is not None:
             return self.substring in field.lower
+        if self.place is not None:
+            return self.place in field.places()
         return self._has_phrase(field)
+
+    def places_in(self, field: FieldText) -> list[str]:
+        """``place:`` terms: the names in ``field`` that put it in the region."""
+        return field.places().get(self.place or "", [])
 
     def _has_phrase(self, field: FieldText) -> bool:
         """Whether this Latin term occurs in the field's words."""
-        joined = field.joined(self.case_sensitive)
+        joined = field.joined(self.mode)
         return any(needle in joined for needle in self.needles)
-
-
-def _second(term: Term) -> frozenset[str]:
-    """The forms a phrase's second word may take (a plural when it is the last)."""
-    second = term.words[1]
-    last = len(term.words) == 2
-    return frozenset((second, second + "s", second + "es") if last and term.plural else (second,))
 
 
 def _applies(term: Term, name: str) -> bool:
@@ -141,37 +205,38 @@ def _applies(term: Term, name: str) -> bool:
 class TermIndex:
     """All terms of a taxonomy, looked up from an item's words instead of scanned one by
     one. Built once per taxonomy, per field: the words that may start a term there
-    (plural forms included), each with the ids of the one-word terms it proves and the
+    (as their mode compares them), each with the ids of the one-word terms it proves and the
     phrases starting with it. A field's distinct words are intersected with those
     starts (in C), so only the few words that matter are looked at one by one. CJK
     terms are tried only on fields holding their first character, regex terms always."""
 
     def __init__(self, terms: Iterable[Term]) -> None:
         unique = list({id(t): t for t in terms}.values())
-        self._cases = (
-            (False, True) if any(t.case_sensitive and t.words for t in unique) else (False,)
-        )
-        #: (field, case-sensitive) -> word -> ids of the terms the word alone proves.
-        self._proven: dict[tuple[str, bool], dict[str, set[int]]] = {}
-        #: (field, case-sensitive) -> first word -> [(phrase, forms of its second word)].
-        self._phrases: dict[tuple[str, bool], dict[str, list[tuple[Term, frozenset[str]]]]] = {}
+        self._modes = tuple(m for m in (STEM, EXACT, CASE) if any(t.mode == m and t.words
+                                                                  for t in unique))  # fmt: skip
+        #: (field, mode) -> word -> ids of the terms the word alone proves.
+        self._proven: dict[tuple[str, str], dict[str, set[int]]] = {}
+        #: (field, mode) -> first word -> [(phrase, its second word)].
+        self._phrases: dict[tuple[str, str], dict[str, list[tuple[Term, frozenset[str]]]]] = {}
         self._cjk: dict[str, dict[str, list[Term]]] = {}
         self._regex: dict[str, list[Term]] = {}
+        self._places: dict[str, list[Term]] = {}
         for name in FIELDS:
             for term in (t for t in unique if _applies(t, name)):
                 if term.pattern is not None:
                     self._regex.setdefault(name, []).append(term)
+                elif term.place is not None:
+                    self._places.setdefault(name, []).append(term)
                 elif term.substring is not None:
                     chars = self._cjk.setdefault(name, {})
                     chars.setdefault(term.substring[0], []).append(term)
                 elif len(term.words) == 1:
-                    proven = self._proven.setdefault((name, term.case_sensitive), {})
-                    word = term.words[0]
-                    for form in (word, word + "s", word + "es") if term.plural else (word,):
-                        proven.setdefault(form, set()).add(id(term))
+                    proven = self._proven.setdefault((name, term.mode), {})
+                    proven.setdefault(term.words[0], set()).add(id(term))
                 else:
-                    phrases = self._phrases.setdefault((name, term.case_sensitive), {})
-                    phrases.setdefault(term.words[0], []).append((term, _second(term)))
+                    phrases = self._phrases.setdefault((name, term.mode), {})
+                    second = frozenset((term.words[1],))
+                    phrases.setdefault(term.words[0], []).append((term, second))
         self._starts = {
             key: frozenset(self._proven.get(key, {})) | frozenset(self._phrases.get(key, {}))
             for key in {*self._proven, *self._phrases}
@@ -184,13 +249,13 @@ class TermIndex:
             if not field.text:
                 continue
             hit: set[int] = set()
-            for case_sensitive in self._cases:
-                starts = self._starts.get((name, case_sensitive))
+            for mode in self._modes:
+                starts = self._starts.get((name, mode))
                 if not starts:
                     continue
-                distinct = set(field.words(case_sensitive))
-                proven = self._proven.get((name, case_sensitive), {})
-                phrases = self._phrases.get((name, case_sensitive), {})
+                distinct = set(field.words(mode))
+                proven = self._proven.get((name, mode), {})
+                phrases = self._phrases.get((name, mode), {})
                 for word in distinct & starts:
                     if ids := proven.get(word):
                         hit |= ids
@@ -211,8 +276,15 @@ class TermIndex:
             for term in self._regex.get(name, ()):
                 if term.search(field):
                     hit.add(id(term))
+            for term in self._places.get(name, ()):
+                if term.search(field):
+                    hit.add(id(term))
             for term_id in hit:
                 found.setdefault(term_id, []).append(name)
+        # The lead is the summary's first sentence: a lead hit is that summary hit.
+        for names in found.values():
+            if "lead" in names and "summary" in names:
+                names.remove("summary")
         return found
 
 
@@ -231,8 +303,13 @@ def parse_term(spec: str | Mapping[str, object]) -> Term:
     is_regex = text.startswith("re:")
     if is_regex:
         text = text[3:]
+    exact = bool(options.get("exact", False)) or (text.startswith("=") and not is_regex)
+    if text.startswith("=") and not is_regex:
+        text = text[1:].strip()
     if not text:
         raise RuleError("empty term")
+    if text.startswith("place:") and not is_regex:
+        return _place_term(text, field, options)
     case_sensitive = bool(options.get("case_sensitive", False))
     weight = float(options.get("weight", 1.0))  # type: ignore[arg-type]
     if weight <= 0:
@@ -246,16 +323,32 @@ def parse_term(spec: str | Mapping[str, object]) -> Term:
         return Term(text=label, field=field, weight=weight, pattern=pattern)
     if _CJK.search(text):
         return Term(text=label, field=field, weight=weight, substring=text.lower())
-    # Words of Latin text; "knitting machine" also finds "knitting-machine".
-    words = tuple(_WORD.findall(text if case_sensitive else text.lower()))
+    mode = CASE if case_sensitive else EXACT if exact else STEM
+    words = tuple(words_of(text, mode))
     if not words:
         raise RuleError(f"term {text!r} has no letters or digits")
-    plural = text[-1:].isalpha()
-    endings = ("", "s", "es") if plural else ("",)
+    if exact and not case_sensitive:
+        label = f"{field}:={text}" if field else f"={text}"
     return Term(
-        text=label, field=field, weight=weight, words=words, case_sensitive=case_sensitive,
-        plural=plural, needles=tuple(f" {' '.join(words)}{ending} " for ending in endings),
+        text=label, field=field, weight=weight, words=words, mode=mode,
+        needles=(f" {' '.join(words)} ",),
     )  # fmt: skip
+
+
+def _place_term(text: str, field: str | None, options: Mapping[str, object]) -> Term:
+    from aggregator.places import REGIONS
+
+    code = text.removeprefix("place:").strip().lower()
+    if code not in REGIONS and not (len(code) == 2 and code.isalpha()):
+        raise RuleError(
+            f"unknown place {code!r}: use a region ({', '.join(sorted(REGIONS))}) "
+            "or a two-letter country code"
+        )
+    weight = float(options.get("weight", 1.0))  # type: ignore[arg-type]
+    if weight <= 0:
+        raise RuleError("weight must be greater than zero")
+    label = f"{field}:place:{code}" if field else f"place:{code}"
+    return Term(text=label, field=field, weight=weight, place=code)
 
 
 # --- expressions ------------------------------------------------------------------------

@@ -102,11 +102,13 @@ def test_weights_and_threshold() -> None:
     rules = {"include": ["cotton", "yarn", {"term": "ICE cotton", "weight": 3}], "threshold": 2}
     title_hit = verdict(item("Cotton rally"), **rules)
     assert (title_hit.belongs, title_hit.score) == (True, 2.0)  # a title hit counts double
-    one_body_hit = verdict(item("Markets", "cotton rally"), **rules)
+    one_lead_hit = verdict(item("Markets", "cotton rally"), **rules)
+    assert (one_lead_hit.belongs, one_lead_hit.score) == (False, 1.5)  # the lead counts 1.5
+    one_body_hit = verdict(item("Markets", "Prices fell. Then a cotton rally."), **rules)
     assert (one_body_hit.belongs, one_body_hit.score) == (False, 1.0)
-    two_body_hits = verdict(item("Markets", "cotton and yarn"), **rules)
+    two_body_hits = verdict(item("Markets", "Prices fell. Then cotton and yarn."), **rules)
     assert (two_body_hits.belongs, two_body_hits.score) == (True, 2.0)
-    heavy = verdict(item("Markets", "ICE cotton up"), **rules)
+    heavy = verdict(item("Markets", "Prices fell. ICE cotton up"), **rules)
     assert heavy.score == 4.0  # "ICE cotton" x3, plus "cotton" once (terms count once)
     repeated = verdict(item("Cotton cotton", "cotton"), **rules)
     assert repeated.score == 2.0  # one term, counted once, in its best field
@@ -218,8 +220,14 @@ def test_unscoped_terms_do_not_search_the_source_name() -> None:
     ("term", "text", "expected"),
     [
         ("industrial park", "Two industrial parks open", True),
-        ("industrial park", "Industrial parking rules", False),
-        ("knitting machine", "a knitting-machine maker", True),
+        ("industrial park", "Industrial parking rules", True),  # stems: park, parking
+        ("=industrial park", "Industrial parking rules", False),  # as written
+        ("=industrial park", "Two industrial park plans", True),
+        ("export", "Exporters and exporting firms", True),
+        ("brand", "A brand-new store", False),  # a compound is its head ("new")
+        ("brand-new", "A brand-new store", True),  # and itself
+        ("Xinjiang", "Xinjiang-linked cotton", True),  # and its capitalised parts
+        ("knitting machine", "a knitting machine maker", True),
         ("box", "new boxes", True),  # plural "es"
         ("Industry 4.0", "an Industry 4.0 programme", True),
         ("Industry 4.0", "an Industry 4.01 programme", False),
