@@ -106,7 +106,7 @@ class CompiledTopic:
         all_of = [*topic.all_of, *(g for s in sets for g in s.all_of)]
         return cls(
             slug=topic.slug,
-            include=tuple(_compile(t) for t in dict.fromkeys(include)),
+            include=_distinct(_compile(t) for t in dict.fromkeys(include)),
             all_of=tuple(tuple(_compile(t) for t in group) for group in all_of),
             exclude=tuple(_compile(t) for t in dict.fromkeys(exclude)),
             expression=parse_expression(topic.match) if topic.match else None,
@@ -115,6 +115,18 @@ class CompiledTopic:
             sources=frozenset(topic.sources),
             gate=gate if topic.scope else None,
         )
+
+
+def _distinct(terms: Iterable[Term]) -> tuple[Term, ...]:
+    """One term per thing it matches: "yarn" and "yarns" have one stem, so they are one
+    term (the heavier weight kept), and an item scores it once."""
+    kept: dict[tuple[object, ...], Term] = {}
+    for term in terms:
+        key = (term.field, term.mode, term.words, term.substring, term.place,
+               term.pattern.pattern if term.pattern is not None else None)  # fmt: skip
+        if key not in kept or term.weight > kept[key].weight:
+            kept[key] = term
+    return tuple(kept.values())
 
 
 #: The rule set that is the textile-scope gate.
@@ -131,7 +143,7 @@ def compile_topics(
     gate = None
     if (scope := rule_sets.get(SCOPE_RULE_SET)) is not None:
         gate = ScopeGate(
-            include=tuple(_compile(t) for t in dict.fromkeys(scope.include)),
+            include=_distinct(_compile(t) for t in dict.fromkeys(scope.include)),
             exclude=tuple(_compile(t) for t in dict.fromkeys(scope.exclude)),
             threshold=scope.threshold,
             trade_sources=trade_sources,

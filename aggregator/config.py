@@ -553,7 +553,9 @@ class FieldWeights(_Model):
     #: The summary's first sentence: what the item is about, more than a later clause.
     lead: float = Field(default=1.5, ge=0)
     summary: float = Field(default=1.0, ge=0)
-    category: float = Field(default=1.0, ge=0)
+    #: The source's own labels: evidence, never enough alone (portals file most items
+    #: under one catch-all label such as "brand building").
+    category: float = Field(default=0.5, ge=0)
     source: float = Field(default=1.0, ge=0)
     language: float = Field(default=1.0, ge=0)
 

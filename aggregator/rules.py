@@ -44,6 +44,10 @@ TEXT_FIELDS = ("title", "lead", "summary", "category")
 #: How a term compares words: by stem (the default), as written in lower case
 #: (``=word``), or as written (``case_sensitive``).
 STEM, EXACT, CASE = "stem", "exact", "case"
+#: How ``_tokens_of`` treats a compound "a-b-c": as one word; as itself plus the parts
+#: that count on their own; as its parts (for phrases: "knitting machine" finds
+#: "knitting-machine").
+WHOLE, HEADS, SPLIT = "whole", "heads", "split"
 #: A regular expression gets this long per field before it counts as not matching.
 REGEX_TIMEOUT_SECONDS = 0.05
 
@@ -70,29 +74,41 @@ class FieldText:
     terms against 12 topics cost 19 ms an item as regexes and ~0.2 ms this way (see the
     README design notes)."""
 
-    __slots__ = ("_joined", "_places", "_words", "lower", "text")
+    __slots__ = ("_distinct", "_joined", "_places", "_words", "lower", "text")
 
     def __init__(self, text: str) -> None:
         self.text = text
         self.lower = text.lower()
         self._words: dict[str, list[str]] = {}
+        self._distinct: dict[str, set[str]] = {}
         self._joined: dict[str, str] = {}
         self._places: dict[str, list[str]] | None = None
 
     def words(self, mode: str) -> list[str]:
-        """The field's words in order, as ``mode`` compares them (STEM, EXACT, CASE)."""
+        """The field's words in order, as ``mode`` compares them (STEM, EXACT, CASE);
+        a compound is one word here (phrases are matched on these)."""
         found = self._words.get(mode)
         if found is None:
             found = self._words[mode] = words_of(self.text, mode)
         return found
 
-    def joined(self, mode: str) -> str:
+    def distinct(self, mode: str) -> set[str]:
+        """Every word a one-word term may be: the words, and the parts of compounds
+        that count on their own (see ``_tokens_of``)."""
+        found = self._distinct.get(mode)
+        if found is None:
+            found = self._distinct[mode] = set(words_of(self.text, mode, HEADS))
+        return found
+
+    def joined(self, mode: str, compounds: str = WHOLE) -> str:
         """The words joined by single spaces, with a space at each end: a phrase is one
         substring search for " word word " (in C), whatever punctuation sat between
-        the words in the text."""
-        found = self._joined.get(mode)
+        the words in the text. SPLIT: compounds as their parts."""
+        key = f"{mode}/{compounds}"
+        found = self._joined.get(key)
         if found is None:
-            found = self._joined[mode] = f" {' '.join(self.words(mode))} "
+            words = self.words(mode) if compounds == WHOLE else words_of(self.text, mode, SPLIT)
+            found = self._joined[key] = f" {' '.join(words)} "
         return found
 
     def places(self) -> dict[str, list[str]]:
@@ -104,17 +120,24 @@ class FieldText:
         return self._places
 
 
-def _tokens_of(text: str) -> list[str]:
-    """Words as written; a compound "a-b-c" gives itself, its capitalised parts and
-    its last part (the head of an English compound): "brand-new" -> brand-new, new."""
+def _tokens_of(text: str, compounds: str = WHOLE) -> list[str]:
+    """Words as written. With HEADS, a compound also gives its last part (the head of
+    an English compound) and its capitalised parts: "brand-new" -> brand-new, new;
+    "Xinjiang-linked" -> Xinjiang-linked, Xinjiang, linked."""
     tokens: list[str] = []
     for word in _WORD.findall(text):
-        if "-" not in word:
+        if "-" not in word or compounds == WHOLE:
             tokens.append(word)
+            continue
+        if compounds == SPLIT:
+            tokens.extend(word.split("-"))
             continue
         parts = word.split("-")
         tokens.append(word)
-        tokens.extend(p for p in parts[:-1] if p[:1].isupper())
+        # A capitalised modifier names what the compound is about ("Xinjiang-linked"),
+        # unless every part is capitalised (Title Case: "Water-Jet Looms").
+        if not parts[-1][:1].isupper():
+            tokens.extend(p for p in parts[:-1] if p[:1].isupper())
         tokens.append(parts[-1])
     return tokens
 
@@ -137,11 +160,12 @@ def _stem(words: list[str]) -> list[str]:
     return [_stems[w] for w in words]
 
 
-def words_of(text: str, mode: str) -> list[str]:
-    """``text``'s words as a term in ``mode`` compares them."""
+def words_of(text: str, mode: str, compounds: str = WHOLE) -> list[str]:
+    """``text``'s words as a term in ``mode`` compares them (``compounds``: see
+    ``_tokens_of``)."""
     if mode == CASE:
-        return _tokens_of(text)
-    lowered = [t.lower() for t in _tokens_of(text)]
+        return _tokens_of(text, compounds)
+    lowered = [t.lower() for t in _tokens_of(text, compounds)]
     return _stem(lowered) if mode == STEM else lowered
 
 
@@ -193,8 +217,15 @@ class Term:
 
     def _has_phrase(self, field: FieldText) -> bool:
         """Whether this Latin term occurs in the field's words."""
+        if len(self.words) == 1:
+            return self.words[0] in field.distinct(self.mode)
         joined = field.joined(self.mode)
-        return any(needle in joined for needle in self.needles)
+        if any(needle in joined for needle in self.needles):
+            return True
+        if "-" not in field.text:
+            return False
+        split = field.joined(self.mode, SPLIT)
+        return any(needle in split for needle in self.needles)
 
 
 def _applies(term: Term, name: str) -> bool:
@@ -253,7 +284,7 @@ class TermIndex:
                 starts = self._starts.get((name, mode))
                 if not starts:
                     continue
-                distinct = set(field.words(mode))
+                distinct = field.distinct(mode)
                 proven = self._proven.get((name, mode), {})
                 phrases = self._phrases.get((name, mode), {})
                 for word in distinct & starts:

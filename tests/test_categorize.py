@@ -107,7 +107,7 @@ def test_hits_record_term_and_field() -> None:
     assert match.hits == (
         TermHit(term="cotton", field="title", weight=2.0),  # a title hit counts double
         TermHit(term="yarn", field="summary", weight=1.0),  # not in the lead sentence
-        TermHit(term="spinning", field="category", weight=1.0),
+        TermHit(term="spinning", field="category", weight=0.5),  # evidence, never enough alone
     )
 
 

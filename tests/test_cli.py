@@ -254,9 +254,9 @@ def test_explain_preview_and_recategorize(demo: Path, tmp_path: Path) -> None:
     lines = out.splitlines()
     assert lines[0].startswith("Qinghe Cashmere Town")
     (cashmere,) = [line for line in lines if " cashmere-wool " in line]
-    assert cashmere.startswith("IN ") and "cashmere (title, 2)" in cashmere
+    assert cashmere.startswith("IN ") and "cashmere (title, 4)" in cashmere  # weight 2 x title 2
     (sustainability,) = [line for line in lines if " sustainability " in line]
-    assert sustainability.startswith("out") and "score 0 / 1" in sustainability
+    assert sustainability.startswith("out") and "score 0 / 3" in sustainability
     code, _, err = invoke("--config", str(demo), "explain", "https://nowhere.example/x")
     assert code == 1 and "no stored item" in err
 

@@ -93,7 +93,9 @@ def test_case_sensitive_terms() -> None:
 def test_field_scopes() -> None:
     assert not verdict(item("Markets", "cotton prices"), include=["title:cotton"]).belongs
     assert verdict(item("Cotton prices"), include=["title:cotton"]).belongs
-    assert verdict(item("x", categories=("Wool",)), include=["category:wool"]).belongs
+    assert verdict(
+        item("x", categories=("Wool",)), include=["category:wool"], threshold=0.5
+    ).belongs
     assert verdict(item("x", source="fibre2fashion"), include=["source:fibre2fashion"]).belongs
     assert verdict(item("纺织", language="zh"), include=["language:zh"]).belongs
 
