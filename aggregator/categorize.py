@@ -173,13 +173,15 @@ class TopicVerdict:
     scope: ScopeVerdict | None = None
 
 
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])|(?<=[。！？；])")
+_SENTENCE_END = re.compile(r"[.!?](?=\s+[A-Z0-9\"'(])|[。！？；]")
 
 
 def lead_sentence(text: str, limit: int = 400) -> str:
-    """The first sentence of a summary (at most ``limit`` characters)."""
-    first = _SENTENCE_END.split(text.strip(), maxsplit=1)[0] if text else ""
-    return first[:limit]
+    """The first sentence of a summary (at most ``limit`` characters): up to the first
+    full stop followed by a capital, or a Chinese full stop."""
+    text = text.strip()[: limit + 1]
+    found = _SENTENCE_END.search(text)
+    return (text[: found.end()] if found else text)[:limit]
 
 
 def item_fields(item: Item, source_name: str = "") -> dict[str, str]:
@@ -221,12 +223,15 @@ def judge(
     source_name: str = "",
     found: Mapping[int, list[str]] | None = None,
     scope: ScopeVerdict | None = None,
+    fields: Mapping[str, FieldText] | None = None,
 ) -> TopicVerdict:
     """The full reasoning of one topic about one item. ``found`` (id(term) -> fields it
-    occurs in) and ``scope`` (the gate's verdict) are computed once per item when
-    several topics judge it."""
+    occurs in), ``scope`` (the gate's verdict) and ``fields`` (the item's indexed
+    text) are computed once per item when several topics judge it."""
+    if fields is None:
+        fields = index_fields(item_fields(item, source_name))
     if found is None:
-        found = TermIndex(_terms(topic)).hits(index_fields(item_fields(item, source_name)))
+        found = TermIndex(_terms(topic)).hits(fields)
     if topic.gate is not None and scope is None:
         scope = judge_scope(item, topic.gate, found, topic.weights)
     if topic.gate is None:
@@ -253,7 +258,6 @@ def judge(
     expression_hits: list[TermHit] = []
     if topic.expression is not None:
         matched: list[tuple[Term, str]] = []
-        fields = index_fields(item_fields(item, source_name))
         expression = evaluate(topic.expression, fields, matched)
         expression_hits = [_hit(term, name, topic.weights) for term, name in matched]
     scored = score >= topic.threshold if topic.include else True
@@ -294,7 +298,7 @@ def verdicts(
     gate = _gate_of(topics)
     weights = topics[0].weights if topics else {}
     scope = judge_scope(item, gate, found, weights) if gate is not None else None
-    judged = tuple(judge(item, topic, source_name, found, scope) for topic in topics)
+    judged = tuple(judge(item, topic, source_name, found, scope, fields) for topic in topics)
     return tuple(_with_place_names(v, topics, fields) for v in judged)
 
 
@@ -318,7 +322,8 @@ def categorize(
     item: Item, topics: Sequence[CompiledTopic], source_name: str = ""
 ) -> tuple[TopicMatch, ...]:
     """Every topic ``item`` belongs to, with the terms that put it there."""
-    found = _index(topics).hits(index_fields(item_fields(item, source_name)))
+    fields = index_fields(item_fields(item, source_name))
+    found = _index(topics).hits(fields)
     gate = _gate_of(topics)
     scope = None
     if gate is not None:
@@ -331,7 +336,7 @@ def categorize(
         # the threshold (always above zero), so the full reasoning is not needed.
         if topic.include and found.keys().isdisjoint(topic.include_ids):
             continue
-        verdict = judge(item, topic, source_name, found, scope)
+        verdict = judge(item, topic, source_name, found, scope, fields)
         if verdict.belongs:
             matches.append(TopicMatch(slug=verdict.slug, hits=verdict.hits))
     return tuple(matches)

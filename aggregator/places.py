@@ -49,7 +49,6 @@ MIN_SHORT_CJK_POPULATION = 500_000
 _CJK_RUN = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]+")
 _CJK_NAME = re.compile(r"^[\u3400-\u9fff\uf900-\ufaff]{2,12}$")
 _LATIN_WORD = re.compile(r"[A-Za-z\u00C0-\u024F][\w'’.]*")
-_POSSESSIVE = re.compile(r"['’]s$")
 #: pycountry's subdivision names carry the kind in the local language.
 _LATIN_SUFFIXES = re.compile(r"\s+(Sheng|Shi|Zizhiqu|Huizu Zizhiqu|Zhuangzu Zizhiqu|"
                              r"Uygur Zizhiqu|SAR|Province|Division|District|State)$")  # fmt: skip
@@ -70,13 +69,26 @@ def regions_of(country: str, continent: str) -> tuple[str, ...]:
 
 
 class PlaceIndex:
-    """Names -> codes, and a look-up over a text."""
+    """Names -> codes, and a look-up over a text.
+
+    Names are indexed by their first word (Latin) or character (Chinese), so a text
+    costs one dictionary look-up per capitalised word or CJK character, plus the few
+    names that start there."""
 
     def __init__(self, latin: Mapping[str, frozenset[str]], cjk: Mapping[str, frozenset[str]]):
-        self._latin = dict(latin)
+        #: first word -> [(words, name, codes)], longest first
+        self._latin: dict[str, list[tuple[tuple[str, ...], str, frozenset[str]]]] = {}
+        for name, codes in latin.items():
+            words = tuple(name.split())
+            self._latin.setdefault(words[0], []).append((words, name, codes))
+        for candidates in self._latin.values():
+            candidates.sort(key=lambda c: -len(c[0]))
         self._cjk = dict(cjk)
-        self._longest_latin = max((n.count(" ") + 1 for n in latin), default=1)
-        self._longest_cjk = max((len(n) for n in cjk), default=0)
+        #: first character -> the lengths of the names starting with it, longest first
+        self._cjk_lengths: dict[str, tuple[int, ...]] = {}
+        for name in cjk:
+            lengths = set(self._cjk_lengths.get(name[0], ())) | {len(name)}
+            self._cjk_lengths[name[0]] = tuple(sorted(lengths, reverse=True))
 
     def find(self, text: str) -> dict[str, list[str]]:
         """code -> the names in ``text`` that prove it (first occurrence order)."""
@@ -88,30 +100,38 @@ class PlaceIndex:
                 if name not in names:
                     names.append(name)
 
-        words = [_POSSESSIVE.sub("", w).rstrip(".'’") for w in _LATIN_WORD.findall(text)]
-        start = 0
-        while start < len(words):
-            step = 1
-            for size in range(min(self._longest_latin, len(words) - start), 0, -1):
-                name = " ".join(words[start : start + size])
-                codes = self._latin.get(name)
-                if codes:
+        latin = self._latin
+        words = _LATIN_WORD.findall(text)
+        covered = 0  # "New York" is not also York
+        for start in [i for i, w in enumerate(words) if w[0].isupper()]:
+            if start < covered or not (candidates := latin.get(_bare(words[start]))):
+                continue
+            for candidate, name, codes in candidates:
+                size = len(candidate)
+                if size == 1 or tuple(map(_bare, words[start : start + size])) == candidate:
                     add(name, codes)
-                    step = size  # "New York" is not also York
+                    covered = start + size
                     break
-            start += step
         for run in _CJK_RUN.findall(text):
             position = 0
             while position < len(run) - 1:
-                for size in range(min(self._longest_cjk, len(run) - position), 1, -1):
+                step = 1
+                for size in self._cjk_lengths.get(run[position], ()):
                     name = run[position : position + size]
-                    codes = self._cjk.get(name)
-                    if codes:
-                        add(name, codes)
-                        position += size - 1
+                    known = self._cjk.get(name) if len(name) == size else None
+                    if known:
+                        add(name, known)
+                        step = size
                         break
-                position += 1
+                position += step
         return found
+
+
+def _bare(word: str) -> str:
+    """A word without a possessive or trailing dot: "Cambodia's" -> "Cambodia"."""
+    if word.endswith(("'s", "’s")):
+        word = word[:-2]
+    return word.rstrip(".'’")
 
 
 def _ascii(name: str) -> str:

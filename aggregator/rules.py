@@ -54,6 +54,7 @@ REGEX_TIMEOUT_SECONDS = 0.05
 # Characters that continue a Latin word; \w would also swallow CJK text next to a term.
 # Hyphens join the parts of a compound (see ``_tokens_of``).
 _WORD = re.compile(r"[0-9A-Za-z\u00C0-\u024F]+(?:-[0-9A-Za-z\u00C0-\u024F]+)*")
+_PART = re.compile(r"[0-9A-Za-z\u00C0-\u024F]+")
 _CJK = re.compile(r"[\u2E80-\u9FFF\uAC00-\uD7AF\uF900-\uFAFF]")
 _FIELD_PREFIX = re.compile(rf"^({'|'.join(FIELDS)}):(?!//)")
 
@@ -74,41 +75,63 @@ class FieldText:
     terms against 12 topics cost 19 ms an item as regexes and ~0.2 ms this way (see the
     README design notes)."""
 
-    __slots__ = ("_distinct", "_joined", "_places", "_words", "lower", "text")
+    __slots__ = ("_distinct", "_joined", "_places", "_tokens", "lower", "text")
 
     def __init__(self, text: str) -> None:
         self.text = text
         self.lower = text.lower()
-        self._words: dict[str, list[str]] = {}
+        self._tokens: dict[tuple[str, str], list[str]] = {}
         self._distinct: dict[str, set[str]] = {}
-        self._joined: dict[str, str] = {}
+        self._joined: dict[tuple[str, str], str] = {}
         self._places: dict[str, list[str]] | None = None
 
-    def words(self, mode: str) -> list[str]:
-        """The field's words in order, as ``mode`` compares them (STEM, EXACT, CASE);
-        a compound is one word here (phrases are matched on these)."""
-        found = self._words.get(mode)
+    def tokens(self, mode: str, compounds: str = WHOLE) -> list[str]:
+        """The field's words in order, as ``mode`` compares them (STEM, EXACT, CASE),
+        compounds as ``compounds`` says. Each form is made once, from the one before
+        (as written -> lower case -> stems), and a text without hyphens has one."""
+        if compounds != WHOLE and "-" not in self.text:
+            compounds = WHOLE
+        key = (mode, compounds)
+        found = self._tokens.get(key)
         if found is None:
-            found = self._words[mode] = words_of(self.text, mode)
+            if compounds == HEADS:
+                # The whole words, and the head parts (case decides which, so they are
+                # found as written, then brought to the mode's form).
+                extra = _head_parts(self.tokens(CASE))
+                if mode != CASE:
+                    extra = [p.lower() for p in extra]
+                    if mode == STEM:
+                        extra = _stem(extra)
+                found = self.tokens(mode) + extra
+            elif mode == CASE:
+                found = _tokens_of(self.text, compounds)
+            elif mode == EXACT:
+                found = _tokens_of(self.lower, compounds)
+            else:
+                found = _stem(self.tokens(EXACT, compounds))
+            self._tokens[key] = found
         return found
+
+    def words(self, mode: str) -> list[str]:
+        """The field's words in order, a compound as one (phrases are matched on these)."""
+        return self.tokens(mode)
 
     def distinct(self, mode: str) -> set[str]:
         """Every word a one-word term may be: the words, and the parts of compounds
         that count on their own (see ``_tokens_of``)."""
         found = self._distinct.get(mode)
         if found is None:
-            found = self._distinct[mode] = set(words_of(self.text, mode, HEADS))
+            found = self._distinct[mode] = set(self.tokens(mode, HEADS))
         return found
 
     def joined(self, mode: str, compounds: str = WHOLE) -> str:
         """The words joined by single spaces, with a space at each end: a phrase is one
         substring search for " word word " (in C), whatever punctuation sat between
         the words in the text. SPLIT: compounds as their parts."""
-        key = f"{mode}/{compounds}"
+        key = (mode, compounds)
         found = self._joined.get(key)
         if found is None:
-            words = self.words(mode) if compounds == WHOLE else words_of(self.text, mode, SPLIT)
-            found = self._joined[key] = f" {' '.join(words)} "
+            found = self._joined[key] = f" {' '.join(self.tokens(mode, compounds))} "
         return found
 
     def places(self) -> dict[str, list[str]]:
@@ -124,22 +147,26 @@ def _tokens_of(text: str, compounds: str = WHOLE) -> list[str]:
     """Words as written. With HEADS, a compound also gives its last part (the head of
     an English compound) and its capitalised parts: "brand-new" -> brand-new, new;
     "Xinjiang-linked" -> Xinjiang-linked, Xinjiang, linked."""
-    tokens: list[str] = []
-    for word in _WORD.findall(text):
-        if "-" not in word or compounds == WHOLE:
-            tokens.append(word)
-            continue
-        if compounds == SPLIT:
-            tokens.extend(word.split("-"))
-            continue
+    # Whole words and split parts are one regex pass in C; only HEADS looks at parts.
+    if compounds == WHOLE or "-" not in text:
+        return _WORD.findall(text)
+    if compounds == SPLIT:
+        return _PART.findall(text)
+    words = _WORD.findall(text)
+    return words + _head_parts(words)
+
+
+def _head_parts(words: list[str]) -> list[str]:
+    """The parts of the compounds among ``words`` that count on their own (HEADS)."""
+    parts_found: list[str] = []
+    for word in [w for w in words if "-" in w]:
         parts = word.split("-")
-        tokens.append(word)
         # A capitalised modifier names what the compound is about ("Xinjiang-linked"),
         # unless every part is capitalised (Title Case: "Water-Jet Looms").
         if not parts[-1][:1].isupper():
-            tokens.extend(p for p in parts[:-1] if p[:1].isupper())
-        tokens.append(parts[-1])
-    return tokens
+            parts_found.extend(p for p in parts[:-1] if p[:1].isupper())
+        parts_found.append(parts[-1])
+    return parts_found
 
 
 _STEMMER: Any = None
@@ -157,7 +184,7 @@ def _stem(words: list[str]) -> list[str]:
         if len(_stems) > 200_000:  # a long-running daemon sees unbounded vocabulary
             _stems.clear()
         _stems.update(zip(missing, _STEMMER.stemWords(missing), strict=True))
-    return [_stems[w] for w in words]
+    return list(map(_stems.__getitem__, words))
 
 
 def words_of(text: str, mode: str, compounds: str = WHOLE) -> list[str]:
