@@ -505,6 +505,9 @@ class SourceConfig(_Model):
     enabled: bool = True
     #: Breaks ties when two sources first reported a story at the same time (higher wins).
     priority: int = 0
+    #: Regular expressions finding the original publisher a report names in its text,
+    #: group 1 the name; default: "(source: X)", "Source: X.", "（来源：X）", "来源：X".
+    publisher_patterns: tuple[Regex, ...] | None = None
     #: ``textile``: trade press writing only about the textile business, whose items
     #: pass the scope gate's terms (its vetoes still apply); ``general``: business or
     #: general news, whose items must show they are about textiles.

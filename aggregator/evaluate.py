@@ -18,6 +18,7 @@ topic that got one; and the worst errors with ``explain``'s reasons.
 
 from __future__ import annotations
 
+import html
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -25,7 +26,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from aggregator.categorize import CompiledTopic, TopicVerdict, verdicts
-from aggregator.models import Item, TermHit
+from aggregator.models import Item, ParsedEntry, TermHit
+from aggregator.normalize import normalize_entry
 
 _NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -124,12 +126,17 @@ def _labelled(row: dict[str, object], number: int) -> LabelledItem:
     categories = (category,) if isinstance(category, str) else tuple(map(str, category))  # type: ignore[call-overload]
     lang = str(row.get("lang") or "en")
     item_id = str(row.get("id") or number)
-    item = Item(
-        source_id="evaluate", keys=(f"evaluate:{item_id}",), link=None, guid=None,
-        title=title, summary_html="", summary_text=str(row.get("summary") or ""),
-        published_at=_NOW, updated_at=_NOW, date_missing=False, author=None,
-        categories=categories, language=lang, content_hash="",
+    # Through the normalize stage, as a feed's entry would go: the same text (credit
+    # lines left out, entities decoded) as the topic rules see in production.
+    entry = ParsedEntry(
+        guid=item_id, link=None, title=title, title_is_html=False,
+        summary_html=f"<p>{html.escape(str(row.get('summary') or ''))}</p>",
+        published_raw=None, updated_raw=None, author=None, categories=categories,
+        language=lang,
     )  # fmt: skip
+    item = normalize_entry(entry, source_id="evaluate", base_url="", timezone=UTC, now=_NOW)
+    if item is None:
+        raise ValueError("an item with no title, text or link")
     return LabelledItem(
         id=item_id,
         item=item,

@@ -14,6 +14,8 @@ from __future__ import annotations
 import hashlib
 import html
 import re
+import unicodedata
+from collections.abc import Sequence
 from datetime import UTC, datetime, tzinfo
 from email.utils import parsedate_to_datetime
 from urllib.parse import parse_qsl, urljoin, urlsplit, urlunsplit
@@ -61,6 +63,7 @@ def normalize_entry(
     base_url: str,
     timezone: tzinfo,
     now: datetime,
+    publisher_patterns: Sequence[re.Pattern[str]] | None = None,
 ) -> Item | None:
     """Clean one entry. ``base_url`` resolves relative links; ``timezone`` applies to
     dates written without a zone; ``now`` is first-seen time and the future limit."""
@@ -68,6 +71,7 @@ def normalize_entry(
     guid = clean_text(entry.guid) if entry.guid else None
     summary_html = sanitize_html(entry.summary_html, base_url=link or base_url)
     summary_text = html_to_text(summary_html, MAX_SUMMARY_TEXT_CHARS)
+    named_in_text, summary_text = credit_line(summary_text, publisher_patterns)
     title = clean_title(entry.title, is_html=entry.title_is_html)
     if not title:
         title = _shorten(summary_text, 80)
@@ -103,7 +107,7 @@ def normalize_entry(
         categories=tuple(dict.fromkeys(c for c in map(clean_text, entry.categories) if c)),
         language=(entry.language or "").strip().lower() or None,
         content_hash=content_hash,
-        original_publisher=clean_text(entry.original_publisher) or None,
+        original_publisher=publisher_name(entry.original_publisher or named_in_text),
     )
 
 
@@ -111,6 +115,46 @@ def _image_alt(summary_html: str) -> str:
     """The alt text of the first image that has one (sanitized HTML quotes it with ")."""
     found = _IMAGE_ALT.search(summary_html)
     return _shorten(clean_text(html.unescape(found.group(1))), 80) if found else ""
+
+
+#: Where a report names who first wrote it, as portals write it: "(source: Hebei Daily)",
+#: "Source: Reuters.", "（来源：河北日报）", "来源：纺织服装周刊". Group 1 is the name.
+DEFAULT_PUBLISHER_PATTERNS: tuple[re.Pattern[str], ...] = (
+    re.compile(r"[(（]\s*(?:source|来源|来自|转载自)\s*[:：]\s*([^()（）\n]{2,60}?)\s*[)）]", re.I),
+    # "Source:" opening a sentence, the name up to the sentence's end.
+    re.compile(
+        r"(?:^|(?<=[.。!?！？] )|(?<=[.。!?！？]))Source\s*:\s*([^\n]{2,60}?)\s*"
+        r"(?:\.(?=\s|$)|$|(?=\s(?:Related|Click|Read|Edit)))"
+    ),
+    re.compile(r"(?:来源|稿源)\s*[:：]\s*([^\s。；;，,（(）)]{2,40})"),
+)
+_NAME_TRIM = " \t\"'“”‘’「」《》<>[]【】.,;:。，；：、·-"
+
+
+def credit_line(
+    text: str, patterns: Sequence[re.Pattern[str]] | None = None
+) -> tuple[str | None, str]:
+    """(the publisher a "(source: X)"-style line names, the text without that line).
+
+    The line is portal boilerplate: left in, it would make two reposts of different
+    stories by one paper look alike, and one story credited two ways look different."""
+    for pattern in DEFAULT_PUBLISHER_PATTERNS if patterns is None else patterns:
+        found = pattern.search(text)
+        if found is None:
+            continue
+        name = found.group(1) if found.groups() else found.group(0)
+        rest = (text[: found.start()] + " " + text[found.end() :]).strip()
+        return name, _WHITESPACE.sub(" ", rest)
+    return None, text
+
+
+def publisher_name(raw: str | None) -> str | None:
+    """One publisher, one name: Unicode-normalized (full-width letters and colons of
+    Chinese portals), spaces collapsed, quotes and trailing punctuation removed."""
+    if not raw:
+        return None
+    name = _WHITESPACE.sub(" ", unicodedata.normalize("NFKC", clean_text(raw))).strip(_NAME_TRIM)
+    return name[:120] or None
 
 
 def canonical_url(url: str | None, base_url: str = "") -> str | None:

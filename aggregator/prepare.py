@@ -10,10 +10,12 @@ cycle's time goes (see the README's design notes). A small cycle prepares inline
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import multiprocessing
 import os
+import re
 import select
 import threading
 import time
@@ -82,11 +84,15 @@ def normalize_items(
     from aggregator.normalize import normalize_entry
 
     zone = ZoneInfo(source.timezone)
+    patterns = _publisher_patterns(source.publisher_patterns)
     items: list[Item] = []
     seen_keys: set[str] = set()
     empty = 0
     for entry in entries:
-        item = normalize_entry(entry, source_id=source.id, base_url=base, timezone=zone, now=now)
+        item = normalize_entry(
+            entry, source_id=source.id, base_url=base, timezone=zone, now=now,
+            publisher_patterns=patterns,
+        )  # fmt: skip
         if item is None:
             empty += 1
         # A feed listing one story twice keeps its first (newest) version.
@@ -94,6 +100,12 @@ def normalize_items(
             seen_keys.update(item.keys)
             items.append(item)
     return items, empty
+
+
+@functools.lru_cache(maxsize=256)
+def _publisher_patterns(patterns: tuple[str, ...] | None) -> tuple[re.Pattern[str], ...] | None:
+    """A source's own publisher patterns, compiled once (None: the defaults)."""
+    return None if patterns is None else tuple(re.compile(p) for p in patterns)
 
 
 def ready_items(

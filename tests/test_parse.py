@@ -126,3 +126,28 @@ def test_http_charset_is_honoured() -> None:
         headers=(("content-type", "application/rss+xml; charset=iso-8859-1"),),
     )
     assert parse_feed(result).entries[0].title == "Öko-Tex"
+
+
+def test_rss_source_dc_source_and_atom_source_name_the_original_publisher() -> None:
+    from aggregator.models import FetchOutcome, FetchResult
+    from aggregator.parse import parse_feed
+
+    rss = (
+        b'<?xml version="1.0"?><rss version="2.0" xmlns:dc="http://purl.org/dc/elements/1.1/">'
+        b"<channel><title>t</title>"
+        b'<item><title>A</title><link>http://a/1</link><source url="http://h/rss">Hebei Daily'
+        b"</source></item><item><title>B</title><link>http://a/2</link>"
+        b"<dc:source>Xinhua</dc:source></item><item><title>C</title><link>http://a/3</link>"
+        b"<dc:source>http://only.a/url</dc:source></item></channel></rss>"
+    )
+    atom = (
+        b'<?xml version="1.0"?><feed xmlns="http://www.w3.org/2005/Atom"><title>t</title>'
+        b"<id>x</id><updated>2025-01-01T00:00:00Z</updated><entry><title>D</title><id>d</id>"
+        b'<updated>2025-01-01T00:00:00Z</updated><link href="http://a/4"/><source>'
+        b"<title>Reuters</title><id>r</id></source></entry></feed>"
+    )
+    found = []
+    for body in (rss, atom):
+        result = FetchResult(source_id="s", url="http://a/", outcome=FetchOutcome.OK, body=body)
+        found += [e.original_publisher for e in parse_feed(result).entries]
+    assert found == ["Hebei Daily", "Xinhua", None, "Reuters"]

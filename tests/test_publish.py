@@ -160,8 +160,12 @@ def test_same_items_ids_and_attribution_in_all_three_formats() -> None:
     first_json = feed["items"][0]
     assert first_json["_textile_feeds"]["source"]["name"] == "Fibre2Fashion"
     assert [s["name"] for s in first_json["_textile_feeds"]["also_carried_by"]] == ["Snapshot & Co"]
-    assert first_json["authors"] == [{"name": "Fibre2Fashion"}]
-    assert feed["items"][1]["authors"] == [{"name": "Lee"}]
+    assert first_json["authors"] == [{"name": "Fibre2Fashion", "url": F2F.home_url}]
+    assert feed["items"][1]["authors"] == [{"name": "Lee", "url": SNAP.home_url}]
+    # No writer named: the credit every format gives, "X via Portal" (issue 16).
+    credited = stored(3, SNAP, original_publisher="Hebei Daily")
+    (entry,) = json.loads(render_json(spec(credited), settings=SETTINGS, titles=TITLES))["items"]
+    assert entry["authors"] == [{"name": "Hebei Daily via Snapshot & Co", "url": SNAP.home_url}]
     assert feed["items"][1]["_textile_feeds"]["original_publisher"] == "Hebei Daily"
     for entries in (rss.entries, atom.entries):
         assert entries[0].source.title == "Fibre2Fashion"

@@ -133,7 +133,18 @@ def _xml_entry(entry: Any, feed_language: str | None) -> ParsedEntry:
             t["term"].strip() for t in entry.get("tags", ()) if (t.get("term") or "").strip()
         ),
         language=title_detail.get("language") or feed_language,
+        original_publisher=_named_source(entry),
     )
+
+
+def _named_source(entry: Any) -> str | None:
+    """Who first published the entry, as the feed says: RSS ``<source>``, an Atom
+    ``<source>``'s title, or ``dc:source`` (a name, not a URL)."""
+    source = entry.get("source") or {}
+    for value in (source.get("title"), entry.get("dc_source")):
+        if isinstance(value, str) and value.strip() and not value.strip().startswith("http"):
+            return value.strip()
+    return None
 
 
 def _raw(entry: Any, key: str) -> Any:

@@ -135,7 +135,7 @@ def _json_item(item: StoredItem, settings: Settings, titles: dict[str, str]) -> 
         "content_html": summary_with_attribution(item, settings),
         "date_published": item.published_at.isoformat(),
         "date_modified": item.updated_at.isoformat(),
-        "authors": [{"name": item.author or (primary.name if primary else settings.site_title)}],
+        "authors": [_json_author(item, settings)],
         "tags": [titles.get(slug, slug) for slug in item.topics],
     }
     if item.summary_text:
@@ -150,6 +150,16 @@ def _json_item(item: StoredItem, settings: Settings, titles: dict[str, str]) -> 
             "topics": list(item.topics),
         }
     return entry
+
+
+def _json_author(item: StoredItem, settings: Settings) -> dict[str, str]:
+    """The writer, else the credit the other formats give ("Hebei Daily via Portal"),
+    with the carrying source's site as the url."""
+    primary = item.sources[0] if item.sources else None
+    if primary is None:
+        return {"name": item.author or settings.site_title, "url": site_url(settings)}
+    credit = f"{item.original_publisher} via {primary.name}" if item.original_publisher else ""
+    return {"name": item.author or credit or primary.name, "url": source_home(primary, settings)}
 
 
 def _json_source(ref: SourceRef, settings: Settings) -> dict[str, Any]:
