@@ -117,6 +117,82 @@ def same_story(
     return similarity >= threshold_for(a, b, settings), similarity
 
 
+#: Figures: amounts, prices, percentages, counts, years ("13,985", "2.4", "2025").
+_FIGURE = re.compile(r"(?<![A-Za-z0-9.])\d+(?:,\d{3})*(?:\.\d+)?")
+#: Figures two reports must share, and the share of the smaller set, to be one story
+#: by their figures when their words differ (machine translation, a rewrite).
+FIGURES_AGREE_MIN = 3
+FIGURES_AGREE_SHARE = 0.75
+#: Below this share of the smaller figure set in common, word overlap is not enough:
+#: another day's quote or another year's edition in the same template.
+FIGURES_DISAGREE_SHARE = 0.5
+#: Word overlap the figures still need to make two reports one story.
+FIGURES_MIN_SIMILARITY = 0.05
+
+
+def figures(title: str, text: str) -> frozenset[str]:
+    """The numbers a report states, normalized ("13,985" -> "13985"), single digits
+    left out (they are counts in passing: "two mills")."""
+    found = _FIGURE.findall(unicodedata.normalize("NFKC", f"{title} {text}"))
+    return frozenset(f.replace(",", "") for f in found if len(f.replace(",", "")) > 1)
+
+
+@dataclass(frozen=True, slots=True)
+class StoryEvidence:
+    """Why two reports are, or are not, one story."""
+
+    same: bool
+    similarity: float
+    #: Figures both state / figures of the report stating fewer.
+    shared_figures: int = 0
+    fewer_figures: int = 0
+    reason: str = ""
+
+
+def story_evidence(
+    a: frozenset[str],
+    b: frozenset[str],
+    figures_a: frozenset[str],
+    figures_b: frozenset[str],
+    settings: ClusterSettings,
+) -> StoryEvidence:
+    """The editorial guide's test of one story, from word pairs (``shingles``) and the
+    figures each report states (``figures``): reports in one template with other
+    figures or dates are different stories, however alike their words; the same
+    figures in other words (a rewrite, machine-translated English) are one story."""
+    similarity = jaccard(a, b)
+    shared = len(figures_a & figures_b)
+    fewer = min(len(figures_a), len(figures_b))
+    share = shared / fewer if fewer else 0.0
+    if similarity >= threshold_for(a, b, settings):
+        if fewer >= 2 and share < FIGURES_DISAGREE_SHARE:
+            return StoryEvidence(
+                same=False, similarity=similarity, shared_figures=shared,
+                fewer_figures=fewer, reason="words alike, figures differ",
+            )  # fmt: skip
+        return StoryEvidence(same=True, similarity=similarity, shared_figures=shared,
+                             fewer_figures=fewer, reason="words alike")  # fmt: skip
+    if (
+        shared >= FIGURES_AGREE_MIN
+        and share >= FIGURES_AGREE_SHARE
+        and similarity >= FIGURES_MIN_SIMILARITY
+    ):
+        return StoryEvidence(same=True, similarity=similarity, shared_figures=shared,
+                             fewer_figures=fewer, reason="same figures, other words")  # fmt: skip
+    return StoryEvidence(same=False, similarity=similarity, shared_figures=shared,
+                         fewer_figures=fewer, reason="words differ")  # fmt: skip
+
+
+def same_story_texts(
+    title_a: str, text_a: str, title_b: str, text_b: str, settings: ClusterSettings
+) -> StoryEvidence:
+    """``story_evidence`` of two reports given as title and text."""
+    return story_evidence(
+        shingles(title_a, text_a), shingles(title_b, text_b),
+        figures(title_a, text_a), figures(title_b, text_b), settings,
+    )  # fmt: skip
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Member:
     """What choosing a story's primary item needs to know about one member."""

@@ -28,7 +28,13 @@ from typing import TYPE_CHECKING
 
 from aggregator import __version__
 from aggregator.categorize import CompiledTopic, compile_topics
-from aggregator.cluster import ClusterSettings, same_story, shingles, story_entry
+from aggregator.cluster import (
+    ClusterSettings,
+    figures,
+    shingles,
+    story_entry,
+    story_evidence,
+)
 from aggregator.config import FEED_FORMATS, AppConfig, SourceConfig
 from aggregator.curate import recategorize, rules_changed
 from aggregator.dedupe import Action, decide
@@ -638,10 +644,14 @@ def _find_story(
     texts = {c: (p.title, p.text, p.story_id) for c in candidates if (p := pending.get(c))}
     texts.update(tx.item_texts(sorted(c for c in candidates if c not in pending)))
     mine = shingles(item.title, item.summary_text)
+    my_figures = figures(item.title, item.summary_text)
     best = StoryJoin()
     for candidate, (title, text, story_id) in sorted(texts.items()):
-        same, similarity = same_story(mine, shingles(title, text), settings)
-        if same and similarity > (best.similarity or 0.0):
+        evidence = story_evidence(
+            mine, shingles(title, text), my_figures, figures(title, text), settings
+        )
+        similarity = evidence.similarity
+        if evidence.same and similarity > (best.similarity or 0.0):
             best = replace(best, story_id=story_id, similarity=similarity, via=candidate)
     return best
 

@@ -259,3 +259,41 @@ def test_band_index_agrees_with_a_plain_dict_over_many_merged_runs(
     else:
         assert len(runs) > 12 and max(runs) < 3 * run_limit
         assert all(run.filter is not None for run in index._runs if len(run.keys) >= run_limit)
+
+
+def test_reports_in_one_template_with_other_figures_are_other_stories() -> None:
+    """Daily quotations of consecutive days share most words; their figures differ
+    (the hidden set's false positives were all such reports, chained into one story)."""
+    from aggregator.cluster import same_story_texts
+
+    template = (
+        "PSF market review ({day}): 1.4D direct-spun polyester staple fibre was quoted at "
+        "{price} yuan/ton in East China, {change} yuan/ton from the previous day, as "
+        "downstream spinners bought on demand and PTA futures {move}."
+    )
+    monday = template.format(day="March 3", price="7,420", change="down 30", move="fell")
+    tuesday = template.format(day="March 4", price="7,465", change="up 45", move="rose")
+    evidence = same_story_texts("PSF daily review", monday, "PSF daily review", tuesday, SETTINGS)
+    assert evidence.similarity >= SETTINGS.threshold  # the words alone would join them
+    assert not evidence.same and evidence.reason == "words alike, figures differ"
+    assert same_story_texts("PSF daily review", monday, "PSF review", monday, SETTINGS).same
+
+
+def test_the_same_figures_in_other_words_are_one_story() -> None:
+    """Clean English against machine-translated English of one report: few word pairs
+    in common (Jaccard 0.16-0.23 on the outside pairs), the same figures."""
+    from aggregator.cluster import same_story_texts
+
+    clean = ("Zhengzhou cotton falls 120 yuan as mills sit on high yarn stocks",
+             "The main contract closed at 13,615 yuan/ton, down 120. The China Cotton Index "
+             "3128B stood at 14,560 and commercial stocks reached 523,000 tonnes.")  # fmt: skip
+    translated = ("Zheng cotton daily review: main contract closed down 120 yuan/ton",
+                  "Zhengzhou main contract closed 13615 yuan/ton, fell 120 yuan. CC Index "
+                  "3128B reported 14560 yuan/ton; commercial inventory 523000 tons.")  # fmt: skip
+    evidence = same_story_texts(*clean, *translated, SETTINGS)
+    assert evidence.similarity < SETTINGS.threshold
+    assert evidence.same and evidence.reason == "same figures, other words"
+    # A follow-up with new facts shares some figures only: not the same story.
+    follow_up = ("Zhengzhou cotton rebounds 90 yuan", "The main contract closed at 13,705, up "
+                 "90, after 120 down yesterday; stocks fell to 511,000 tonnes.")  # fmt: skip
+    assert not same_story_texts(*clean, *follow_up, SETTINGS).same

@@ -1,5 +1,6 @@
 """How many reports that name their original publisher are credited to it in every
-published format, on the story pairs written outside the project (../shared/eval).
+published format, and how well the stored stories agree with the labelled pairs, on
+the story pairs written outside the project (../shared/eval).
 
     python tests/tools/evaluate_credit.py [STORIES.jsonl]
 
@@ -38,6 +39,10 @@ class CreditScores:
     present: dict[str, int]
     credited_everywhere: int
     misses: tuple[str, ...]
+    #: Pairs in one language: (true positives, false positives, false negatives), and
+    #: zh<->en pairs found of those labelled one story.
+    pairs: tuple[int, int, int] = (0, 0, 0)
+    cross_lingual: tuple[int, int] = (0, 0)
 
 
 def _items(path: Path) -> list[dict[str, str]]:
@@ -74,6 +79,7 @@ def _feed(items: list[dict[str, str]]) -> bytes:
 
 def measure(root: Path, stories: Path = STORIES) -> CreditScores:
     """Build the feeds under ``root``, run one cycle, and count the credits."""
+    stories_path = stories
     import feedparser
 
     from aggregator.config import load_config
@@ -104,8 +110,10 @@ def measure(root: Path, stories: Path = STORIES) -> CreditScores:
     storage = Storage.open_sqlite(config.database_path)
     try:
         run_cycle(config, storage, now=datetime(2026, 12, 1, tzinfo=UTC))
+        stories = _stories_of(config.database_path)
     finally:
         storage.close()
+    pairs, cross = _pair_scores(stories_file=stories_path, story_of=stories)
     out = config.output_dir
     texts: dict[str, list[tuple[set[str], str]]] = {f: [] for f in FORMATS}
     for kind in ("rss", "atom"):
@@ -153,7 +161,46 @@ def measure(root: Path, stories: Path = STORIES) -> CreditScores:
             missing = [k for k, good in zip(FORMATS, ok, strict=True) if not good]
             misses.append(f"{item['origin']!r} ({item['origin_in']}) {item['title'][:60]}: "
                           f"not in {', '.join(missing)}")  # fmt: skip
-    return CreditScores(len(named), credited, present, everywhere, tuple(misses))
+    return CreditScores(
+        len(named), credited, present, everywhere, tuple(misses), pairs=pairs, cross_lingual=cross
+    )
+
+
+def _stories_of(database: Path) -> dict[str, int]:
+    import sqlite3
+
+    with sqlite3.connect(database) as db:
+        return dict(db.execute("SELECT link, story_id FROM items WHERE link IS NOT NULL"))
+
+
+def _cjk(text: str) -> bool:
+    return any("\u4e00" <= c <= "\u9fff" for c in text)
+
+
+def _pair_scores(
+    stories_file: Path, story_of: dict[str, int]
+) -> tuple[tuple[int, int, int], tuple[int, int]]:
+    """Same-story decisions of the pipeline (one story id) against the pairs' labels."""
+    from aggregator.normalize import canonical_url
+
+    tp = fp = fn = 0
+    cross_found = cross_labelled = 0
+    for line in stories_file.read_text(encoding="utf-8").splitlines():
+        pair = json.loads(line)
+        a, b = (story_of.get(canonical_url(pair[s]["link"]) or "") for s in ("a", "b"))
+        together = a is not None and a == b
+        if _cjk(pair["a"]["title"]) != _cjk(pair["b"]["title"]):
+            if pair["duplicate"]:
+                cross_labelled += 1
+                cross_found += together
+            continue
+        if together and pair["duplicate"]:
+            tp += 1
+        elif together:
+            fp += 1
+        elif pair["duplicate"]:
+            fn += 1
+    return (tp, fp, fn), (cross_found, cross_labelled)
 
 
 def _links_in(text: str) -> set[str]:
@@ -187,6 +234,10 @@ def main() -> None:
           f"({scores.credited_everywhere / max(scores.named, 1):.0%})")  # fmt: skip
     for miss in scores.misses:
         print("  miss:", miss)
+    tp, fp, fn = scores.pairs
+    print(f"stories, pairs in one language: precision {tp / max(tp + fp, 1):.3f} "
+          f"recall {tp / max(tp + fn, 1):.3f} (tp {tp}, fp {fp}, fn {fn})")  # fmt: skip
+    print(f"stories, zh<->en pairs found: {scores.cross_lingual[0]} of {scores.cross_lingual[1]}")
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ class PairScores:
 def measure(threshold: float | None = None) -> tuple[PairScores, list[str]]:
     from dataclasses import replace
 
-    from aggregator.cluster import same_story, shingles
+    from aggregator.cluster import same_story_texts
     from aggregator.config import load_config
 
     settings = load_config(PROJECT / "config").settings.cluster.settings()
@@ -37,9 +37,11 @@ def measure(threshold: float | None = None) -> tuple[PairScores, list[str]]:
     tp = fp = fn = 0
     errors = []
     for pair in yaml.safe_load(PAIRS.read_text(encoding="utf-8"))["pairs"]:
-        a = shingles(pair["a"]["title"], pair["a"]["summary"])
-        b = shingles(pair["b"]["title"], pair["b"]["summary"])
-        same, similarity = same_story(a, b, settings)
+        evidence = same_story_texts(
+            pair["a"]["title"], pair["a"]["summary"], pair["b"]["title"], pair["b"]["summary"],
+            settings,
+        )  # fmt: skip
+        same, similarity = evidence.same, evidence.similarity
         if same and pair["same"]:
             tp += 1
         elif same:
