@@ -232,13 +232,18 @@ def story_entry(
         ]
     )
     lead = by_id[chosen.item_id]
-    carried = {ref.source_id for ref in lead.sources}
-    related = [
-        replace(ref, link=other.link or ref.link)
-        for other in members
-        if other.item_id != lead.item_id
-        for ref in other.sources[:1]
-        if ref.source_id not in carried
-    ]
+    # Every other report is listed, by its own link, even when its source also carries
+    # the lead (a portal reporting a story twice): a member left out was a report no
+    # subscriber could reach. One entry per link.
+    shown = {lead.link} | {ref.link for ref in lead.sources}
+    related = []
+    for other in members:
+        if other.item_id == lead.item_id or not other.sources:
+            continue
+        ref = replace(other.sources[0], link=other.link or other.sources[0].link)
+        if ref.link in shown:
+            continue
+        shown.add(ref.link)
+        related.append(ref)
     topics = sorted({slug for m in members for slug in m.topics})
     return replace(lead, public_id=public_id, topics=tuple(topics), related=tuple(related))

@@ -297,3 +297,29 @@ def test_the_same_figures_in_other_words_are_one_story() -> None:
     follow_up = ("Zhengzhou cotton rebounds 90 yuan", "The main contract closed at 13,705, up "
                  "90, after 120 down yesterday; stocks fell to 511,000 tonnes.")  # fmt: skip
     assert not same_story_texts(*clean, *follow_up, SETTINGS).same
+
+
+def test_every_report_of_a_story_is_listed_on_its_entry() -> None:
+    """A member whose source also carried the lead was left out of "Also reported
+    by": a report no subscriber could reach (issue 16, hidden reports)."""
+    from aggregator.cluster import story_entry
+    from aggregator.models import SourceRef, StoredItem
+
+    def report(item_id: int, source: str, link: str, hours: int) -> StoredItem:
+        ref = SourceRef(source_id=source, name=source.title(), home_url=None,
+                        feed_url="https://x/feed", link=link)  # fmt: skip
+        return StoredItem(
+            item_id=item_id, public_id=f"urn:{item_id}", link=link, title="t",
+            summary_html="", summary_text="", published_at=NOW + timedelta(hours=hours),
+            updated_at=NOW, author=None, categories=(), sources=(ref,), topics=("t",),
+        )  # fmt: skip
+
+    members = [
+        report(1, "portal", "https://portal/1", 0),
+        report(2, "portal", "https://portal/2", 1),  # the same portal, a second report
+        report(3, "wire", "https://wire/3", 2),
+        report(4, "wire", "https://wire/3", 3),  # one link twice: listed once
+    ]
+    entry = story_entry("urn:story", members, {})
+    assert entry.link == "https://portal/1"
+    assert [ref.link for ref in entry.related] == ["https://portal/2", "https://wire/3"]
