@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 # MinHash: numpy) are imported where first used: a cycle in which every source answers
 # 304 prepares nothing and starts ~0.3 s sooner without them. Worker processes load
 # them up front (see Preparer).
-_STAGES = ["aggregator.parse", "aggregator.normalize", "aggregator.minhash"]
+_STAGES = ["aggregator.parse", "aggregator.normalize", "aggregator.minhash", "Stemmer"]
 
 
 @compact_pickle
@@ -242,7 +242,9 @@ class Preparer:
         self.rules = (tuple(topics), dict(rule_sets), trade_sources)
         self.workers = workers
         context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload([__name__, *_STAGES])
+        # The gazetteer too, when a topic uses place terms: built once, shared by all.
+        places = ["aggregator.places_loaded"] if _uses_places(topics, rule_sets) else []
+        context.set_forkserver_preload([__name__, *_STAGES, *places])
         self._pool = ProcessPoolExecutor(
             max_workers=workers,
             mp_context=context,
@@ -271,6 +273,11 @@ class Preparer:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _uses_places(topics: Sequence[TopicConfig], rule_sets: Mapping[str, RuleSet]) -> bool:
+    return any(t.place is not None for topic in compile_topics(topics, rule_sets)
+               for t in (*topic.include, *(topic.gate.include if topic.gate else ())))  # fmt: skip
 
 
 class Workers:
