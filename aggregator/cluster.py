@@ -128,6 +128,15 @@ FIGURES_AGREE_SHARE = 0.75
 FIGURES_DISAGREE_SHARE = 0.5
 #: Word overlap the figures still need to make two reports one story.
 FIGURES_MIN_SIMILARITY = 0.05
+#: Figures a Chinese and an English report must share to be one story (units and
+#: scales change in translation: 亿 against billion, so some figures always differ).
+FIGURES_CROSS_LINGUAL_MIN = 4
+
+
+def chinese(text: str) -> bool:
+    """Whether a text is mostly Chinese (more CJK characters than Latin letters)."""
+    cjk = sum(1 for c in text if "\u4e00" <= c <= "\u9fff")
+    return cjk > sum(1 for c in text if c.isascii() and c.isalpha())
 
 
 def figures(title: str, text: str) -> frozenset[str]:
@@ -155,6 +164,8 @@ def story_evidence(
     figures_a: frozenset[str],
     figures_b: frozenset[str],
     settings: ClusterSettings,
+    *,
+    cross_lingual: bool = False,
 ) -> StoryEvidence:
     """The editorial guide's test of one story, from word pairs (``shingles``) and the
     figures each report states (``figures``): reports in one template with other
@@ -172,6 +183,12 @@ def story_evidence(
             )  # fmt: skip
         return StoryEvidence(same=True, similarity=similarity, shared_figures=shared,
                              fewer_figures=fewer, reason="words alike")  # fmt: skip
+    if cross_lingual and shared >= FIGURES_CROSS_LINGUAL_MIN and share >= FIGURES_AGREE_SHARE:
+        # A zh and an en version share no word pairs at all; their figures survive.
+        return StoryEvidence(
+            same=True, similarity=similarity, shared_figures=shared,
+            fewer_figures=fewer, reason="same figures, other language",
+        )  # fmt: skip
     if (
         shared >= FIGURES_AGREE_MIN
         and share >= FIGURES_AGREE_SHARE
@@ -190,6 +207,7 @@ def same_story_texts(
     return story_evidence(
         shingles(title_a, text_a), shingles(title_b, text_b),
         figures(title_a, text_a), figures(title_b, text_b), settings,
+        cross_lingual=chinese(title_a) != chinese(title_b),
     )  # fmt: skip
 
 

@@ -111,8 +111,33 @@ def band_blob(signature_data: bytes) -> bytes:
 
 
 def keys_of(blob: bytes) -> list[int]:
-    """The band keys ``band_blob`` packed."""
+    """The band keys ``band_blob`` packed (and any ``figure_blob`` after them)."""
     return np.frombuffer(blob, dtype="<i8").tolist()
+
+
+#: Figures an item is found by, at most (the most distinctive: longest first).
+FIGURE_KEYS = 8
+
+
+def figure_blob(item_figures: Iterable[str]) -> bytes:
+    """Keys for the distinctive figures a report states (``cluster.figures``), packed
+    like band keys and stored after them: a rewrite or a translation of a report,
+    with few word pairs in common, still shares its figures. Left out: short numbers
+    and years, which too many reports share."""
+    chosen = sorted(
+        (f for f in item_figures if len(f.replace(".", "")) >= 3 and not _YEAR(f)),
+        key=lambda f: (-len(f), f),
+    )[:FIGURE_KEYS]
+    return b"".join(hashlib.blake2b(f"figure {f}".encode(), digest_size=8).digest() for f in chosen)
+
+
+def _YEAR(figure: str) -> bool:
+    return len(figure) == 4 and figure.isdigit() and 1990 <= int(figure) <= 2049
+
+
+def split_keys(keys: Sequence[int]) -> tuple[Sequence[int], Sequence[int]]:
+    """(band keys, figure keys) of one item's stored keys."""
+    return keys[:BANDS], keys[BANDS:]
 
 
 def _folded(signature_data: bytes) -> np.ndarray:

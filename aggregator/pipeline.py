@@ -18,7 +18,7 @@ import queue
 import random
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, replace
@@ -30,6 +30,7 @@ from aggregator import __version__
 from aggregator.categorize import CompiledTopic, compile_topics
 from aggregator.cluster import (
     ClusterSettings,
+    chinese,
     figures,
     shingles,
     story_entry,
@@ -645,11 +646,13 @@ def _find_story(
     texts.update(tx.item_texts(sorted(c for c in candidates if c not in pending)))
     mine = shingles(item.title, item.summary_text)
     my_figures = figures(item.title, item.summary_text)
+    my_chinese = chinese(item.title)
     best = StoryJoin()
     for candidate, (title, text, story_id) in sorted(texts.items()):
         evidence = story_evidence(
-            mine, shingles(title, text), my_figures, figures(title, text), settings
-        )
+            mine, shingles(title, text), my_figures, figures(title, text), settings,
+            cross_lingual=chinese(title) != my_chinese,
+        )  # fmt: skip
         similarity = evidence.similarity
         if evidence.same and similarity > (best.similarity or 0.0):
             best = replace(best, story_id=story_id, similarity=similarity, via=candidate)
@@ -724,7 +727,7 @@ def _store_items(
 def _new_items(tx: Transaction, shared: _Shared, fresh: Sequence[ReadyItem]) -> list[NewItem]:
     """Ids and stories for a batch of new items: LSH candidates from the band index in
     one look-up for the whole batch, plus the batch's own earlier items, checked exactly."""
-    from aggregator.minhash import keys_of
+    from aggregator.minhash import keys_of, split_keys
 
     index = shared.band_index(tx)
     window = int(shared.settings.window.total_seconds())
@@ -738,18 +741,22 @@ def _new_items(tx: Transaction, shared: _Shared, fresh: Sequence[ReadyItem]) -> 
     batch: list[NewItem] = []
     for ready, keys, when in zip(fresh, bands, published, strict=True):
         item = ready.item
+        band_keys, figure_keys = split_keys(keys)
         candidates = {
             item_id
-            for key in keys
+            for key in band_keys
             for item_id, at in stored.get(key, ())
             if abs(at - when) <= window
         }
         candidates.update(
             item_id
-            for key in keys
+            for key in band_keys
             for item_id in in_batch.get(key, ())
             if abs(pending[item_id].published - when) <= window
         )
+        if figure_keys:
+            candidates.update(_figure_candidates(figure_keys, when, window, stored, in_batch,
+                                                 pending))  # fmt: skip
         story = _find_story(tx, shared.settings, item, candidates, pending)
         item_id = tx.reserve_id("items")
         story_id = story.story_id
@@ -765,6 +772,38 @@ def _new_items(tx: Transaction, shared: _Shared, fresh: Sequence[ReadyItem]) -> 
             in_batch.setdefault(key, []).append(item_id)
     index.add((new.item_id, when, new.bands) for new, when in zip(batch, published, strict=True))
     return batch
+
+
+#: Stored reports sharing at least this many distinctive figures with a new one are
+#: candidates, the FIGURE_CANDIDATES sharing most: template reports share a few
+#: figures with each other by the hundred, so the number checked stays bounded.
+MIN_SHARED_FIGURE_KEYS = 2
+FIGURE_CANDIDATES = 5
+
+
+def _figure_candidates(
+    figure_keys: Sequence[int],
+    when: int,
+    window: int,
+    stored: Mapping[int, list[tuple[int, int]]],
+    in_batch: Mapping[int, list[int]],
+    pending: Mapping[int, _Pending],
+) -> list[int]:
+    """Items sharing several of the new item's distinctive figures (a rewrite, a
+    translation), most shared first, at most FIGURE_CANDIDATES."""
+    shared_count: dict[int, int] = {}
+    for key in set(figure_keys):
+        for item_id, at in stored.get(key, ()):
+            if abs(at - when) <= window:
+                shared_count[item_id] = shared_count.get(item_id, 0) + 1
+        for item_id in in_batch.get(key, ()):
+            if abs(pending[item_id].published - when) <= window:
+                shared_count[item_id] = shared_count.get(item_id, 0) + 1
+    ranked = sorted(
+        (item_id for item_id, n in shared_count.items() if n >= MIN_SHARED_FIGURE_KEYS),
+        key=lambda item_id: (-shared_count[item_id], -item_id),
+    )
+    return ranked[:FIGURE_CANDIDATES]
 
 
 def _report(

@@ -130,12 +130,14 @@ def ready_items(
 
 
 def complete_item(item: Item, topics: Sequence[CompiledTopic], source_name: str) -> ReadyItem:
-    from aggregator.minhash import band_blob, signature
+    from aggregator.cluster import figures
+    from aggregator.minhash import band_blob, figure_blob, signature
 
     return ReadyItem(
         item=item,
         topics=categorize(item, topics, source_name),
-        bands=band_blob(signature(item.title, item.summary_text)),
+        bands=band_blob(signature(item.title, item.summary_text))
+        + figure_blob(figures(item.title, item.summary_text)),
     )
 
 

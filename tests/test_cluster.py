@@ -323,3 +323,19 @@ def test_every_report_of_a_story_is_listed_on_its_entry() -> None:
     entry = story_entry("urn:story", members, {})
     assert entry.link == "https://portal/1"
     assert [ref.link for ref in entry.related] == ["https://portal/2", "https://wire/3"]
+
+
+def test_a_chinese_and_an_english_version_are_one_story_by_their_figures() -> None:
+    """zh<->en versions share no word pairs; figures survive translation, units and
+    scales aside (亿 against billion)."""
+    from aggregator.cluster import same_story_texts
+
+    zh = ("海关总署：前三季度纺织服装出口2205亿美元 同比微降0.8%",
+          "其中纺织品出口1065亿美元，同比增长1.2%，服装出口1140亿美元，同比下降2.6%。")  # fmt: skip
+    en = ("China's textile and apparel exports total $220.5bn in first three quarters",
+          "Exports fell 0.8%: textiles 1065 at $106.5bn (+1.2%) and garments 1140 "
+          "down 2.6%, customs data show.")  # fmt: skip
+    evidence = same_story_texts(*zh, *en, SETTINGS)
+    assert evidence.same and evidence.reason == "same figures, other language"
+    other = ("China's textile exports rise 3.1% in October", "Garments up 4.4%, textiles 1.9%.")
+    assert not same_story_texts(*zh, *other, SETTINGS).same

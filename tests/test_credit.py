@@ -1,6 +1,9 @@
-"""Credit for the original publisher in every published format, on the outside story
-set (../shared/eval/stories.jsonl served as feeds): 0 of its 81 items naming their
-publisher were credited "X via Portal" before. The floor sits under the measured 100%."""
+"""Credit for the original publisher in every published format, and the stored
+stories against the labelled pairs, on the outside story set
+(../shared/eval/stories.jsonl served as feeds, one cycle). Before this work 0 of its 81
+items naming their publisher were credited "X via Portal", the stories' recall was
+0.843 and no zh<->en pair was found. The floors sit under the measured figures (100%
+credited; stories 1.000 / 0.986; 11 of 30 zh<->en)."""
 
 from __future__ import annotations
 
@@ -18,3 +21,12 @@ def test_items_naming_their_publisher_are_credited_in_every_format(tmp_path: Pat
     assert scores.named >= 80
     assert scores.credited_everywhere >= 0.95 * scores.named, scores.misses
     assert scores.present["html"] > 0 and scores.credited["html"] == scores.present["html"]
+
+
+def test_stories_hold_their_measured_quality_through_a_cycle(tmp_path: Path) -> None:
+    if not STORIES.is_file():
+        pytest.skip(f"the outside story set is not beside the project ({STORIES})")
+    tp, fp, fn = measure(tmp_path, STORIES).pairs
+    assert tp / (tp + fp) >= 0.99 and tp / (tp + fn) >= 0.95, (tp, fp, fn)
+    found, labelled = measure(tmp_path / "again", STORIES).cross_lingual
+    assert labelled == 30 and found >= 8
