@@ -742,21 +742,9 @@ def _new_items(tx: Transaction, shared: _Shared, fresh: Sequence[ReadyItem]) -> 
     for ready, keys, when in zip(fresh, bands, published, strict=True):
         item = ready.item
         band_keys, figure_keys = split_keys(keys)
-        candidates = {
-            item_id
-            for key in band_keys
-            for item_id, at in stored.get(key, ())
-            if abs(at - when) <= window
-        }
-        candidates.update(
-            item_id
-            for key in band_keys
-            for item_id in in_batch.get(key, ())
-            if abs(pending[item_id].published - when) <= window
-        )
-        if figure_keys:
-            candidates.update(_figure_candidates(figure_keys, when, window, stored, in_batch,
-                                                 pending))  # fmt: skip
+        bands_shared = _shared_keys(band_keys, when, window, stored, in_batch, pending)
+        figures_shared = _shared_keys(figure_keys, when, window, stored, in_batch, pending)
+        candidates = _best_candidates(bands_shared, figures_shared)
         story = _find_story(tx, shared.settings, item, candidates, pending)
         item_id = tx.reserve_id("items")
         story_id = story.story_id
@@ -774,36 +762,50 @@ def _new_items(tx: Transaction, shared: _Shared, fresh: Sequence[ReadyItem]) -> 
     return batch
 
 
-#: Stored reports sharing at least this many distinctive figures with a new one are
-#: candidates, the FIGURE_CANDIDATES sharing most: template reports share a few
-#: figures with each other by the hundred, so the number checked stays bounded.
+#: Reports sharing at least this many distinctive figures with a new one are
+#: candidates even without a band key in common (a rewrite, a translation).
 MIN_SHARED_FIGURE_KEYS = 2
-FIGURE_CANDIDATES = 5
+#: Candidates checked exactly per new item, the most alike first. Template reports
+#: (daily quotes, press releases) share band keys with every earlier report of their
+#: template: checking them all made the story stage grow with the corpus (issue 16).
+MAX_CANDIDATES = 12
+#: A band or figure key held by more stored items than this is left out of the
+#: ranking: it marks a template, not a story (like a stop word).
+MAX_ITEMS_A_KEY = 64
 
 
-def _figure_candidates(
-    figure_keys: Sequence[int],
+def _shared_keys(
+    keys: Sequence[int],
     when: int,
     window: int,
     stored: Mapping[int, list[tuple[int, int]]],
     in_batch: Mapping[int, list[int]],
     pending: Mapping[int, _Pending],
-) -> list[int]:
-    """Items sharing several of the new item's distinctive figures (a rewrite, a
-    translation), most shared first, at most FIGURE_CANDIDATES."""
+) -> dict[int, int]:
+    """item id -> how many of ``keys`` it shares, among the items within the window
+    (stored, and this batch's earlier ones)."""
     shared_count: dict[int, int] = {}
-    for key in set(figure_keys):
-        for item_id, at in stored.get(key, ()):
+    for key in set(keys):
+        holders = stored.get(key, ())
+        if len(holders) > MAX_ITEMS_A_KEY:
+            continue  # a key of a whole template says nothing about one story
+        for item_id, at in holders:
             if abs(at - when) <= window:
                 shared_count[item_id] = shared_count.get(item_id, 0) + 1
         for item_id in in_batch.get(key, ()):
             if abs(pending[item_id].published - when) <= window:
                 shared_count[item_id] = shared_count.get(item_id, 0) + 1
-    ranked = sorted(
-        (item_id for item_id, n in shared_count.items() if n >= MIN_SHARED_FIGURE_KEYS),
-        key=lambda item_id: (-shared_count[item_id], -item_id),
-    )
-    return ranked[:FIGURE_CANDIDATES]
+    return shared_count
+
+
+def _best_candidates(bands: Mapping[int, int], figures_: Mapping[int, int]) -> set[int]:
+    """The candidates worth an exact check: any item sharing a band key, or several
+    distinctive figures; ranked by the figures shared (a repost states the same ones,
+    another report in its template others), then by the band keys shared, at most
+    MAX_CANDIDATES."""
+    pool = set(bands) | {i for i, n in figures_.items() if n >= MIN_SHARED_FIGURE_KEYS}
+    ranked = sorted(pool, key=lambda i: (-figures_.get(i, 0), -bands.get(i, 0), -i))
+    return set(ranked[:MAX_CANDIDATES])
 
 
 def _report(
