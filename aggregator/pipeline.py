@@ -787,12 +787,13 @@ def _shared_keys(
     shared_count: dict[int, int] = {}
     for key in set(keys):
         holders = stored.get(key, ())
-        if len(holders) > MAX_ITEMS_A_KEY:
+        batch_holders = in_batch.get(key, ())
+        if len(holders) + len(batch_holders) > MAX_ITEMS_A_KEY:
             continue  # a key of a whole template says nothing about one story
         for item_id, at in holders:
             if abs(at - when) <= window:
                 shared_count[item_id] = shared_count.get(item_id, 0) + 1
-        for item_id in in_batch.get(key, ()):
+        for item_id in batch_holders:
             if abs(pending[item_id].published - when) <= window:
                 shared_count[item_id] = shared_count.get(item_id, 0) + 1
     return shared_count
