@@ -72,8 +72,15 @@ class ScopeVerdict:
         if self.trade_source:
             return "in textile scope: a textile trade-press source"
         state = "in" if self.in_scope else "out of"
-        terms = ", ".join(f"{h.term} ({h.field} {h.weight:g})" for h in self.hits) or "-"
-        return f"{state} textile scope: score {self.score:g}/{self.threshold:g}, hits {terms}"
+        return (
+            f"{state} textile scope: score {self.score:g}/{self.threshold:g}, "
+            f"hits {format_hits(self.hits)}"
+        )
+
+
+def format_hits(hits: Sequence[TermHit]) -> str:
+    """Term hits as explain, preview and evaluate print them: "cotton (title, 2)"."""
+    return ", ".join(f"{h.term} ({h.field}, {h.weight:g})" for h in hits) or "-"
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +179,21 @@ class TopicVerdict:
     #: The scope gate's verdict, when the topic requires it.
     scope: ScopeVerdict | None = None
 
+    def reasons(self) -> list[str]:
+        """Why the item is out (or what else decided), beyond score and hits."""
+        found = []
+        if self.source_excluded:
+            found.append("source not in this topic's sources")
+        if self.scope is not None and not self.scope.in_scope:
+            found.append("out of textile scope")
+        if self.vetoes:
+            found.append(f"vetoed by {format_hits(self.vetoes)}")
+        if self.missing_all_of:
+            found.append(f"missing all_of: {'; '.join(self.missing_all_of)}")
+        if self.expression is not None:
+            found.append(f"match expression {'holds' if self.expression else 'fails'}")
+        return found
+
 
 _SENTENCE_END = re.compile(r"[.!?](?=\s+[A-Z0-9\"'(])|[。！？；]")
 
@@ -232,10 +254,10 @@ def judge(
         fields = index_fields(item_fields(item, source_name))
     if found is None:
         found = TermIndex(_terms(topic)).hits(fields)
-    if topic.gate is not None and scope is None:
-        scope = judge_scope(item, topic.gate, found, topic.weights)
     if topic.gate is None:
         scope = None
+    elif scope is None:
+        scope = judge_scope(item, topic.gate, found, topic.weights)
     source_excluded = bool(topic.sources) and item.source_id not in topic.sources
     vetoes = _hits(topic.exclude, found, topic.weights)
     if vetoes:
@@ -299,13 +321,13 @@ def verdicts(
     weights = topics[0].weights if topics else {}
     scope = judge_scope(item, gate, found, weights) if gate is not None else None
     judged = tuple(judge(item, topic, source_name, found, scope, fields) for topic in topics)
-    return tuple(_with_place_names(v, topics, fields) for v in judged)
+    places = {t.text: t for topic in topics for t in topic.include if t.place is not None}
+    return tuple(_with_place_names(v, places, fields) for v in judged)
 
 
 def _with_place_names(
-    verdict: TopicVerdict, topics: Sequence[CompiledTopic], fields: Mapping[str, FieldText]
+    verdict: TopicVerdict, places: Mapping[str, Term], fields: Mapping[str, FieldText]
 ) -> TopicVerdict:
-    places = {t.text: t for topic in topics for t in topic.include if t.place is not None}
     if not places or not any(h.term in places for h in verdict.hits):
         return verdict
 

@@ -10,7 +10,7 @@ import json
 import logging
 import sys
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,12 +19,13 @@ from typing import Any
 import click
 
 from aggregator import __version__
+from aggregator.categorize import format_hits
 from aggregator.config import AppConfig, SourceConfig, load_config
 from aggregator.curate import explain as explain_item
 from aggregator.curate import preview as preview_topic
 from aggregator.curate import recategorize as recategorize_items
 from aggregator.errors import AggregatorError, ConfigError
-from aggregator.models import CycleReport, FetchOutcome, SourceState, TermHit
+from aggregator.models import CycleReport, FetchOutcome, SourceState
 from aggregator.pipeline import publish_stored, run_cycle, try_source
 from aggregator.storage import Storage
 from aggregator.storage.lock import database_lock
@@ -351,10 +352,6 @@ def try_(ctx: click.Context, config_dir: Path | None, source_id: str, limit: int
             ctx.exit(EXIT_FAILURE)
 
 
-def _hits(hits: Sequence[TermHit]) -> str:
-    return ", ".join(f"{h.term} ({h.field}, {h.weight:g})" for h in hits) or "-"
-
-
 @cli.command()
 @config_option
 @click.argument("url")
@@ -381,18 +378,8 @@ def explain(ctx: click.Context, config_dir: Path | None, url: str) -> None:
     for verdict in found.verdicts:
         mark = "IN " if verdict.belongs else "out"
         line = f"{mark} {verdict.slug:<22} score {verdict.score:g} / {verdict.threshold:g}"
-        reasons = []
-        if verdict.source_excluded:
-            reasons.append("source not in this topic's sources")
-        if verdict.scope is not None and not verdict.scope.in_scope:
-            reasons.append("out of textile scope (see above)")
-        if verdict.vetoes:
-            reasons.append(f"vetoed by {_hits(verdict.vetoes)}")
-        if verdict.missing_all_of:
-            reasons.append(f"missing all_of: {'; '.join(verdict.missing_all_of)}")
-        if verdict.expression is not None:
-            reasons.append(f"match expression {'holds' if verdict.expression else 'fails'}")
-        click.echo(f"{line}  hits: {_hits(verdict.hits)}")
+        reasons = verdict.reasons()
+        click.echo(f"{line}  hits: {format_hits(verdict.hits)}")
         for reason in reasons:
             click.echo(f"    {reason}")
     members = found.story
@@ -472,7 +459,7 @@ def preview(
         result = preview_topic(config, storage, topic, now=datetime.now(UTC))
     click.echo(f"{topic}: {len(result.members)} items would be in the feed window")
     for item, hits in result.members[:limit]:
-        click.echo(f"  {_when(item.published_at)}  {item.title[:90]}\n      {_hits(hits)}")
+        click.echo(f"  {_when(item.published_at)}  {item.title[:90]}\n      {format_hits(hits)}")
     for label, items in (("would join", result.joining), ("would leave", result.leaving)):
         click.echo(f"{len(items)} {label}:")
         for item in items[:limit]:

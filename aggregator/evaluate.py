@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from aggregator.categorize import CompiledTopic, TopicVerdict, verdicts
-from aggregator.models import Item, ParsedEntry, TermHit
+from aggregator.categorize import CompiledTopic, TopicVerdict, format_hits, verdicts
+from aggregator.models import Item, ParsedEntry
 from aggregator.normalize import normalize_entry
 
 _NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -254,17 +254,8 @@ def _summary_line(report: Report) -> str:
 
 
 def _reasons(verdict: TopicVerdict) -> str:
-    parts = [f"score {verdict.score:g}/{verdict.threshold:g}", f"hits {_hits(verdict.hits)}"]
+    parts = [f"score {verdict.score:g}/{verdict.threshold:g}", f"hits {format_hits(verdict.hits)}"]
     if verdict.scope is not None and (not verdict.scope.in_scope or verdict.belongs):
         parts.append(verdict.scope.reason())
-    if verdict.vetoes:
-        parts.append(f"vetoed by {_hits(verdict.vetoes)}")
-    if verdict.missing_all_of:
-        parts.append(f"missing all_of {'; '.join(verdict.missing_all_of)}")
-    if verdict.expression is not None:
-        parts.append(f"match {'holds' if verdict.expression else 'fails'}")
+    parts += [r for r in verdict.reasons() if r != "out of textile scope"]  # said just above
     return ", ".join(parts)
-
-
-def _hits(hits: Sequence[TermHit]) -> str:
-    return ", ".join(f"{h.term} ({h.field} {h.weight:g})" for h in hits) or "-"
