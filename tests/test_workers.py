@@ -272,6 +272,23 @@ def textile_feeds(*args: str) -> list[str]:
     return [sys.executable, "-m", "aggregator", *args]
 
 
+def run_once_workers(folder: Path, count: int) -> list[tuple[bytes, bytes]]:
+    """``count`` ``run --once`` processes at the same time; their (stdout, stderr),
+    each checked to have exited 0."""
+    runs = [
+        subprocess.Popen(
+            textile_feeds("-v", "--config", str(folder), "run", "--once"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for _ in range(count)
+    ]
+    outputs = [run.communicate(timeout=240) for run in runs]
+    for run, (_out, err) in zip(runs, outputs, strict=True):
+        assert run.returncode == 0, err.decode()[-2000:]
+    return outputs
+
+
 def stored_links(pg_url: str) -> Counter[str]:
     engine = sa.create_engine(pg_url.replace("postgresql://", "postgresql+psycopg://"))
     with engine.connect() as connection:
@@ -284,17 +301,7 @@ def test_three_workers_poll_every_source_once_and_store_nothing_twice(
     pg_url: str, network: list[FeedServer], tmp_path: Path
 ) -> None:
     folder = worker_config(tmp_path, network, 300, pg_url, delay=0.05)
-    runs = [
-        subprocess.Popen(
-            textile_feeds("-v", "--config", str(folder), "run", "--once"),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
-        for _ in range(3)
-    ]
-    outputs = [run.communicate(timeout=240) for run in runs]
-    for run, (_out, err) in zip(runs, outputs, strict=True):
-        assert run.returncode == 0, err.decode()[-2000:]
+    outputs = run_once_workers(folder, 3)
     hits = Counter(hit.path for server in network for hit in server.hits)
     assert len(hits) == 300 and set(hits.values()) == {1}, "every source polled exactly once"
     links = stored_links(pg_url)
@@ -324,17 +331,7 @@ def test_two_workers_racing_on_shared_links_download_every_feed_once(
     for n in range(120):
         body = rss(n, 3).replace(b"</channel>", common.encode() + b"</channel>")
         network[n % len(network)].routes[f"/{n}.rss"] = Route(body=body, delay=0.3)
-    runs = [
-        subprocess.Popen(
-            textile_feeds("-v", "--config", str(folder), "run", "--once"),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
-        for _ in range(2)
-    ]
-    outputs = [run.communicate(timeout=240) for run in runs]
-    for run, (_out, err) in zip(runs, outputs, strict=True):
-        assert run.returncode == 0, err.decode()[-2000:]
+    run_once_workers(folder, 2)
     hits = Counter(hit.path for server in network for hit in server.hits)
     assert len(hits) == 120 and set(hits.values()) == {1}, hits.most_common(3)
     links = stored_links(pg_url)
