@@ -171,33 +171,29 @@ def story_evidence(
     figures each report states (``figures``): reports in one template with other
     figures or dates are different stories, however alike their words; the same
     figures in other words (a rewrite, machine-translated English) are one story."""
-    similarity = jaccard(a, b)
+    alike, similarity = same_story(a, b, settings)
     shared = len(figures_a & figures_b)
     fewer = min(len(figures_a), len(figures_b))
     share = shared / fewer if fewer else 0.0
-    if similarity >= threshold_for(a, b, settings):
+
+    def evidence(same: bool, reason: str) -> StoryEvidence:
+        return StoryEvidence(same=same, similarity=similarity, shared_figures=shared,
+                             fewer_figures=fewer, reason=reason)  # fmt: skip
+
+    if alike:
         if fewer >= 2 and share < FIGURES_DISAGREE_SHARE:
-            return StoryEvidence(
-                same=False, similarity=similarity, shared_figures=shared,
-                fewer_figures=fewer, reason="words alike, figures differ",
-            )  # fmt: skip
-        return StoryEvidence(same=True, similarity=similarity, shared_figures=shared,
-                             fewer_figures=fewer, reason="words alike")  # fmt: skip
+            return evidence(False, "words alike, figures differ")
+        return evidence(True, "words alike")
     if cross_lingual and shared >= FIGURES_CROSS_LINGUAL_MIN and share >= FIGURES_AGREE_SHARE:
         # A zh and an en version share no word pairs at all; their figures survive.
-        return StoryEvidence(
-            same=True, similarity=similarity, shared_figures=shared,
-            fewer_figures=fewer, reason="same figures, other language",
-        )  # fmt: skip
+        return evidence(True, "same figures, other language")
     if (
         shared >= FIGURES_AGREE_MIN
         and share >= FIGURES_AGREE_SHARE
         and similarity >= FIGURES_MIN_SIMILARITY
     ):
-        return StoryEvidence(same=True, similarity=similarity, shared_figures=shared,
-                             fewer_figures=fewer, reason="same figures, other words")  # fmt: skip
-    return StoryEvidence(same=False, similarity=similarity, shared_figures=shared,
-                         fewer_figures=fewer, reason="words differ")  # fmt: skip
+        return evidence(True, "same figures, other words")
+    return evidence(False, "words differ")
 
 
 def same_story_texts(

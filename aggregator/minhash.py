@@ -125,13 +125,13 @@ def figure_blob(item_figures: Iterable[str]) -> bytes:
     with few word pairs in common, still shares its figures. Left out: short numbers
     and years, which too many reports share."""
     chosen = sorted(
-        (f for f in item_figures if len(f.replace(".", "")) >= 3 and not _YEAR(f)),
+        (f for f in item_figures if len(f.replace(".", "")) >= 3 and not _is_year(f)),
         key=lambda f: (-len(f), f),
     )[:FIGURE_KEYS]
     return b"".join(hashlib.blake2b(f"figure {f}".encode(), digest_size=8).digest() for f in chosen)
 
 
-def _YEAR(figure: str) -> bool:
+def _is_year(figure: str) -> bool:
     return len(figure) == 4 and figure.isdigit() and 1990 <= int(figure) <= 2049
 
 

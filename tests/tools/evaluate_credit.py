@@ -173,14 +173,11 @@ def _stories_of(database: Path) -> dict[str, int]:
         return dict(db.execute("SELECT link, story_id FROM items WHERE link IS NOT NULL"))
 
 
-def _cjk(text: str) -> bool:
-    return any("\u4e00" <= c <= "\u9fff" for c in text)
-
-
 def _pair_scores(
     stories_file: Path, story_of: dict[str, int]
 ) -> tuple[tuple[int, int, int], tuple[int, int]]:
     """Same-story decisions of the pipeline (one story id) against the pairs' labels."""
+    from aggregator.cluster import chinese
     from aggregator.normalize import canonical_url
 
     tp = fp = fn = 0
@@ -189,7 +186,7 @@ def _pair_scores(
         pair = json.loads(line)
         a, b = (story_of.get(canonical_url(pair[s]["link"]) or "") for s in ("a", "b"))
         together = a is not None and a == b
-        if _cjk(pair["a"]["title"]) != _cjk(pair["b"]["title"]):
+        if chinese(pair["a"]["title"]) != chinese(pair["b"]["title"]):
             if pair["duplicate"]:
                 cross_labelled += 1
                 cross_found += together
