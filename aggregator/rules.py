@@ -144,20 +144,15 @@ class FieldText:
 
 
 def _tokens_of(text: str, compounds: str = WHOLE) -> list[str]:
-    """Words as written. With HEADS, a compound also gives its last part (the head of
-    an English compound) and its capitalised parts: "brand-new" -> brand-new, new;
-    "Xinjiang-linked" -> Xinjiang-linked, Xinjiang, linked."""
-    # Whole words and split parts are one regex pass in C; only HEADS looks at parts.
-    if compounds == WHOLE or "-" not in text:
-        return _WORD.findall(text)
-    if compounds == SPLIT:
-        return _PART.findall(text)
-    words = _WORD.findall(text)
-    return words + _head_parts(words)
+    """Words as written, a compound as one (WHOLE) or as its parts (SPLIT): one regex
+    pass in C. HEADS is built on WHOLE by ``_head_parts``."""
+    return _PART.findall(text) if compounds == SPLIT else _WORD.findall(text)
 
 
 def _head_parts(words: list[str]) -> list[str]:
-    """The parts of the compounds among ``words`` that count on their own (HEADS)."""
+    """The parts of the compounds among ``words`` that count on their own (HEADS): a
+    compound's last part (the head of an English compound) and its capitalised parts:
+    "brand-new" -> new; "Xinjiang-linked" -> Xinjiang, linked."""
     parts_found: list[str] = []
     for word in [w for w in words if "-" in w]:
         parts = word.split("-")
@@ -185,15 +180,6 @@ def _stem(words: list[str]) -> list[str]:
             _stems.clear()
         _stems.update(zip(missing, _STEMMER.stemWords(missing), strict=True))
     return list(map(_stems.__getitem__, words))
-
-
-def words_of(text: str, mode: str, compounds: str = WHOLE) -> list[str]:
-    """``text``'s words as a term in ``mode`` compares them (``compounds``: see
-    ``_tokens_of``)."""
-    if mode == CASE:
-        return _tokens_of(text, compounds)
-    lowered = [t.lower() for t in _tokens_of(text, compounds)]
-    return _stem(lowered) if mode == STEM else lowered
 
 
 @dataclass(frozen=True, slots=True)
@@ -382,7 +368,7 @@ def parse_term(spec: str | Mapping[str, object]) -> Term:
     if _CJK.search(text):
         return Term(text=label, field=field, weight=weight, substring=text.lower())
     mode = CASE if case_sensitive else EXACT if exact else STEM
-    words = tuple(words_of(text, mode))
+    words = tuple(FieldText(text).tokens(mode))  # the words as a field gives them
     if not words:
         raise RuleError(f"term {text!r} has no letters or digits")
     if exact and not case_sensitive:
