@@ -390,6 +390,7 @@ def explain(ctx: click.Context, config_dir: Path | None, url: str) -> None:
             "founded the story"
             if member.similarity is None
             else f"joined at similarity {member.similarity:.2f} via item {member.via}"
+            + (f" ({member.reason})" if member.reason else "")
         )
         click.echo(f" {mark} item {member.item_id} [{member.item.source_id}] "
                    f"{member.item.title[:70]}: {how}")  # fmt: skip

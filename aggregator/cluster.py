@@ -17,7 +17,7 @@ from __future__ import annotations
 import itertools
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
@@ -99,11 +99,13 @@ def shingles(title: str, text: str) -> frozenset[str]:
     return frozenset(pairs or words)
 
 
-def jaccard(a: frozenset[str], b: frozenset[str]) -> float:
+def jaccard(a: frozenset[Hashable], b: frozenset[Hashable]) -> float:
     return len(a & b) / len(a | b) if a or b else 0.0
 
 
-def threshold_for(a: frozenset[str], b: frozenset[str], settings: ClusterSettings) -> float:
+def threshold_for(
+    a: frozenset[Hashable], b: frozenset[Hashable], settings: ClusterSettings
+) -> float:
     """Short texts share shingles by chance more easily: ask them for more."""
     if min(len(a), len(b)) < settings.short_text:
         return min(0.95, settings.threshold + settings.short_text_margin)
@@ -111,7 +113,7 @@ def threshold_for(a: frozenset[str], b: frozenset[str], settings: ClusterSetting
 
 
 def same_story(
-    a: frozenset[str], b: frozenset[str], settings: ClusterSettings
+    a: frozenset[Hashable], b: frozenset[Hashable], settings: ClusterSettings
 ) -> tuple[bool, float]:
     similarity = jaccard(a, b)
     return similarity >= threshold_for(a, b, settings), similarity
@@ -146,6 +148,9 @@ def figures(title: str, text: str) -> frozenset[str]:
     return frozenset(f.replace(",", "") for f in found if len(f.replace(",", "")) > 1)
 
 
+FIGURES_DIFFER = "words alike, figures differ"
+
+
 @dataclass(frozen=True, slots=True)
 class StoryEvidence:
     """Why two reports are, or are not, one story."""
@@ -157,10 +162,15 @@ class StoryEvidence:
     fewer_figures: int = 0
     reason: str = ""
 
+    @property
+    def figures_differ(self) -> bool:
+        """Another report in the same template: words alike, other figures or dates."""
+        return self.reason == FIGURES_DIFFER
+
 
 def story_evidence(
-    a: frozenset[str],
-    b: frozenset[str],
+    a: frozenset[Hashable],
+    b: frozenset[Hashable],
     figures_a: frozenset[str],
     figures_b: frozenset[str],
     settings: ClusterSettings,
@@ -171,7 +181,23 @@ def story_evidence(
     figures each report states (``figures``): reports in one template with other
     figures or dates are different stories, however alike their words; the same
     figures in other words (a rewrite, machine-translated English) are one story."""
-    alike, similarity = same_story(a, b, settings)
+    return judge(
+        jaccard(a, b), threshold_for(a, b, settings), figures_a, figures_b,
+        cross_lingual=cross_lingual,
+    )  # fmt: skip
+
+
+def judge(
+    similarity: float,
+    threshold: float,
+    figures_a: frozenset[str],
+    figures_b: frozenset[str],
+    *,
+    cross_lingual: bool = False,
+) -> StoryEvidence:
+    """``story_evidence`` from a word similarity already measured (plain Jaccard, or
+    weighted so boilerplate counts little: ``stories.decide_story``)."""
+    alike = similarity >= threshold
     shared = len(figures_a & figures_b)
     fewer = min(len(figures_a), len(figures_b))
     share = shared / fewer if fewer else 0.0
@@ -181,8 +207,8 @@ def story_evidence(
                              fewer_figures=fewer, reason=reason)  # fmt: skip
 
     if alike:
-        if fewer >= 2 and share < FIGURES_DISAGREE_SHARE:
-            return evidence(False, "words alike, figures differ")
+        if fewer and share < FIGURES_DISAGREE_SHARE:
+            return evidence(False, FIGURES_DIFFER)
         return evidence(True, "words alike")
     if cross_lingual and shared >= FIGURES_CROSS_LINGUAL_MIN and share >= FIGURES_AGREE_SHARE:
         # A zh and an en version share no word pairs at all; their figures survive.

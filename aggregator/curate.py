@@ -115,6 +115,8 @@ class StoryMember:
     #: the member that founded the story).
     similarity: float | None
     via: int | None
+    #: The evidence it joined on ("words alike", "same figures, other words", ...).
+    reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -147,7 +149,7 @@ def explain(config: AppConfig, storage: Storage, url: str) -> Explanation | None
         verdicts=verdicts(item, topics, names.get(item.source_id, "")),
         story_public_id=story[1] if story else None,
         story=tuple(
-            StoryMember(item_id=i, item=member, similarity=similarity, via=via)
-            for i, member, similarity, via in members
+            StoryMember(item_id=i, item=member, similarity=similarity, via=via, reason=reason)
+            for i, member, similarity, via, reason in members
         ),
     )

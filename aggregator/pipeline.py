@@ -18,24 +18,17 @@ import queue
 import random
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from aggregator import __version__
 from aggregator.categorize import CompiledTopic, compile_topics
-from aggregator.cluster import (
-    ClusterSettings,
-    chinese,
-    figures,
-    shingles,
-    story_entry,
-    story_evidence,
-)
+from aggregator.cluster import ClusterSettings, story_entry
 from aggregator.config import FEED_FORMATS, AppConfig, SourceConfig
 from aggregator.curate import recategorize, rules_changed
 from aggregator.dedupe import Action, decide
@@ -71,13 +64,13 @@ from aggregator.schedule import (
     plan_poll,
     polled_url,
 )
-from aggregator.storage import NewItem, Storage, StoryJoin, Transaction
+from aggregator.storage import Storage, Transaction
+from aggregator.stories import StoryStage
 
 # Parsing, scraping, MinHash and publishing are imported where first needed (lxml,
 # feedparser, parsel, numpy, feedgen, jinja2): a cycle of 304s needs none of them and
 # starts ~0.3 s sooner, which is most of what it costs beyond the fetching itself.
 if TYPE_CHECKING:
-    from aggregator.minhash import BandIndex
     from aggregator.publish import FeedSpec, PublishResult
 
 log = logging.getLogger(__name__)
@@ -148,6 +141,8 @@ def run_cycle(
                        delivered=delivered)  # fmt: skip
         try:
             reports = poll_sources(cycle, polls, blocked)
+            if shared.stories.counted:
+                shared.stories.save(writes.transaction())
         except BaseException as exc:
             writes.rollback(exc)
             raise
@@ -598,65 +593,10 @@ class _Shared:
     topics: tuple[CompiledTopic, ...]
     settings: ClusterSettings
     now: datetime
-    #: The near-duplicate index, loaded when the cycle first stores a new item.
-    bands: BandIndex | None = None
-    band_marker: int | None = None
-    #: The transaction the index last caught up in (once per transaction is enough).
-    caught_up_in: Transaction | None = None
+    stories: StoryStage = field(init=False)
 
-    def band_index(self, tx: Transaction) -> BandIndex:
-        """The cycle's band index, with what other writers committed since its last
-        look. The first time, band keys nothing new can join any more are dropped."""
-        if self.bands is None:
-            from aggregator.minhash import BandIndex  # numpy: only cycles storing items
-
-            tx.prune_bands(self.now - self.settings.window * 2)
-            self.bands = BandIndex()
-        if self.caught_up_in is not tx:
-            first = self.band_marker is None
-            rows, self.band_marker = tx.band_sets(self.band_marker)
-            self.bands.add(rows)
-            self.caught_up_in = tx
-            if first:
-                tx.release_cache()
-        return self.bands
-
-
-@dataclass(frozen=True, slots=True)
-class _Pending:
-    """An item of the batch being stored, not written yet."""
-
-    title: str
-    text: str
-    story_id: int
-    published: int  # Unix seconds
-
-
-def _find_story(
-    tx: Transaction,
-    settings: ClusterSettings,
-    item: Item,
-    candidates: set[int],
-    pending: dict[int, _Pending],
-) -> StoryJoin:
-    """The most similar recent story among the LSH ``candidates``, or none."""
-    if not candidates:
-        return StoryJoin()
-    texts = {c: (p.title, p.text, p.story_id) for c in candidates if (p := pending.get(c))}
-    texts.update(tx.item_texts(sorted(c for c in candidates if c not in pending)))
-    mine = shingles(item.title, item.summary_text)
-    my_figures = figures(item.title, item.summary_text)
-    my_chinese = chinese(item.title)
-    best = StoryJoin()
-    for candidate, (title, text, story_id) in sorted(texts.items()):
-        evidence = story_evidence(
-            mine, shingles(title, text), my_figures, figures(title, text), settings,
-            cross_lingual=chinese(title) != my_chinese,
-        )  # fmt: skip
-        similarity = evidence.similarity
-        if evidence.same and similarity > (best.similarity or 0.0):
-            best = replace(best, story_id=story_id, similarity=similarity, via=candidate)
-    return best
+    def __post_init__(self) -> None:
+        self.stories = StoryStage(self.settings, self.now)
 
 
 #: Times one source's items are stored again after losing a race on a unique key.
@@ -708,7 +648,7 @@ def _store_items(
         for r, d in zip(ready, decisions, strict=True)
     ]  # fmt: skip
     fresh = [r for r, d in zip(ready, decisions, strict=True) if d.action is Action.INSERT]
-    batch = _new_items(tx, shared, fresh) if fresh else []
+    batch = shared.stories.assign(tx, fresh) if fresh else []
     for r, decision in zip(ready, decisions, strict=True):
         if decision.action is Action.INSERT:
             continue
@@ -722,91 +662,6 @@ def _store_items(
             updated += 1
     tx.insert_items(batch, now)
     return _Stored(new=len(batch), updated=updated)
-
-
-def _new_items(tx: Transaction, shared: _Shared, fresh: Sequence[ReadyItem]) -> list[NewItem]:
-    """Ids and stories for a batch of new items: LSH candidates from the band index in
-    one look-up for the whole batch, plus the batch's own earlier items, checked exactly."""
-    from aggregator.minhash import keys_of, split_keys
-
-    index = shared.band_index(tx)
-    window = int(shared.settings.window.total_seconds())
-    bands = [keys_of(r.bands) for r in fresh]
-    published = [int(r.item.published_at.timestamp()) for r in fresh]
-    stored = index.matches(
-        (key for keys in bands for key in keys), min(published) - window, max(published) + window
-    )
-    in_batch: dict[int, list[int]] = {}
-    pending: dict[int, _Pending] = {}
-    batch: list[NewItem] = []
-    for ready, keys, when in zip(fresh, bands, published, strict=True):
-        item = ready.item
-        band_keys, figure_keys = split_keys(keys)
-        bands_shared = _shared_keys(band_keys, when, window, stored, in_batch, pending)
-        figures_shared = _shared_keys(figure_keys, when, window, stored, in_batch, pending)
-        candidates = _best_candidates(bands_shared, figures_shared)
-        story = _find_story(tx, shared.settings, item, candidates, pending)
-        item_id = tx.reserve_id("items")
-        story_id = story.story_id
-        if story_id is None:
-            story_id = tx.reserve_id("stories")
-        batch.append(NewItem(
-            item_id=item_id, item=item, story_id=story_id, new_story=story.story_id is None,
-            similarity=story.similarity, via=story.via, bands=ready.bands,
-            topics=ready.topics,
-        ))  # fmt: skip
-        pending[item_id] = _Pending(item.title, item.summary_text, story_id, when)
-        for key in keys:
-            in_batch.setdefault(key, []).append(item_id)
-    index.add((new.item_id, when, new.bands) for new, when in zip(batch, published, strict=True))
-    return batch
-
-
-#: Reports sharing at least this many distinctive figures with a new one are
-#: candidates even without a band key in common (a rewrite, a translation).
-MIN_SHARED_FIGURE_KEYS = 2
-#: Candidates checked exactly per new item, the most alike first. Template reports
-#: (daily quotes, press releases) share band keys with every earlier report of their
-#: template: checking them all made the story stage grow with the corpus (issue 16).
-MAX_CANDIDATES = 12
-#: A band or figure key held by more stored items than this is left out of the
-#: ranking: it marks a template, not a story (like a stop word).
-MAX_ITEMS_A_KEY = 64
-
-
-def _shared_keys(
-    keys: Sequence[int],
-    when: int,
-    window: int,
-    stored: Mapping[int, list[tuple[int, int]]],
-    in_batch: Mapping[int, list[int]],
-    pending: Mapping[int, _Pending],
-) -> dict[int, int]:
-    """item id -> how many of ``keys`` it shares, among the items within the window
-    (stored, and this batch's earlier ones)."""
-    shared_count: dict[int, int] = {}
-    for key in set(keys):
-        holders = stored.get(key, ())
-        batch_holders = in_batch.get(key, ())
-        if len(holders) + len(batch_holders) > MAX_ITEMS_A_KEY:
-            continue  # a key of a whole template says nothing about one story
-        for item_id, at in holders:
-            if abs(at - when) <= window:
-                shared_count[item_id] = shared_count.get(item_id, 0) + 1
-        for item_id in batch_holders:
-            if abs(pending[item_id].published - when) <= window:
-                shared_count[item_id] = shared_count.get(item_id, 0) + 1
-    return shared_count
-
-
-def _best_candidates(bands: Mapping[int, int], figures_: Mapping[int, int]) -> set[int]:
-    """The candidates worth an exact check: any item sharing a band key, or several
-    distinctive figures; ranked by the figures shared (a repost states the same ones,
-    another report in its template others), then by the band keys shared, at most
-    MAX_CANDIDATES."""
-    pool = set(bands) | {i for i, n in figures_.items() if n >= MIN_SHARED_FIGURE_KEYS}
-    ranked = sorted(pool, key=lambda i: (-figures_.get(i, 0), -bands.get(i, 0), -i))
-    return set(ranked[:MAX_CANDIDATES])
 
 
 def _report(

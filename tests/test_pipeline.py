@@ -378,7 +378,7 @@ def test_candidates_are_bounded_and_the_repost_comes_first() -> None:
     """Every earlier report of a template shares band keys with a new one: they were
     all checked exactly, so the story stage grew with the corpus (issue 16: 9.8 s CPU
     per 1,000 items at 2,000 outside feeds against 1.4 s at 125)."""
-    from aggregator.pipeline import MAX_CANDIDATES, _best_candidates
+    from aggregator.stories import MAX_CANDIDATES, _best_candidates
 
     template = {item_id: 3 for item_id in range(1, 301)}  # 300 siblings, 3 bands each
     repost = {999: 1}  # one band key in common, but the same figures

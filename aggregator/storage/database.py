@@ -44,6 +44,10 @@ class StoryJoin:
     similarity: float | None = None
     #: The member it matched.
     via: int | None = None
+    #: Why it is one story with that member (``cluster.StoryEvidence.reason``).
+    reason: str = ""
+    #: Other stories the item proved the same one: their members move to ``story_id``.
+    merged: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -57,6 +61,7 @@ class NewItem:
     new_story: bool
     similarity: float | None = None
     via: int | None = None
+    reason: str = ""
     #: Its LSH band keys (``minhash.band_blob`` of the signature).
     bands: bytes = b""
     topics: tuple[TopicMatch, ...] = ()
@@ -426,8 +431,11 @@ class Storage:
             row = connection.execute(query).first()
         return (row.id, row.public_id) if row else None
 
-    def story_members(self, story_id: int) -> list[tuple[int, Item, float | None, int | None]]:
-        """A story's members: (item id, item, similarity it joined with, via which item)."""
+    def story_members(
+        self, story_id: int
+    ) -> list[tuple[int, Item, float | None, int | None, str | None]]:
+        """A story's members: (item id, item, similarity it joined with, via which item,
+        the evidence it joined on)."""
         items = self._t["items"]
         with _storage_errors("reading stories"), self._engine.connect() as connection:
             rows = (
@@ -438,7 +446,10 @@ class Storage:
                 .all()
             )
             found = self._as_items(connection, rows)
-        extra = {row["id"]: (row["story_similarity"], row["story_via"]) for row in rows}
+        extra = {
+            row["id"]: (row["story_similarity"], row["story_via"], row["story_reason"])
+            for row in rows
+        }
         return [(item_id, item, *extra[item_id]) for item_id, item, _topics in found]
 
     def prune(self, older_than: datetime, keep: set[int]) -> int:
@@ -951,6 +962,7 @@ class Transaction:
                     "story_id": new.story_id,
                     "story_similarity": new.similarity,
                     "story_via": new.via,
+                    "story_reason": new.reason or None,
                     **self._content_values(new.item),
                 }
                 for new in batch
@@ -1093,6 +1105,38 @@ class Transaction:
             )
         )
         return {row.id: (row.title, row.summary_text, row.story_id) for row in rows}
+
+    def story_ids(self, item_ids: Iterable[int]) -> dict[int, int]:
+        """The story of each item."""
+        item_ids = list(item_ids)
+        if not item_ids:
+            return {}
+        items = self._t["items"]
+        rows = self._c.execute(
+            sa.select(items.c.id, items.c.story_id).where(items.c.id.in_(item_ids))
+        )
+        return {row.id: row.story_id for row in rows}
+
+    def merge_stories(self, into: int, others: Iterable[int]) -> None:
+        """Move the members of ``others`` into story ``into`` (a later report proved
+        them one story). The emptied stories' rows stay: their ids are never reused."""
+        others = [o for o in others if o != into]
+        if others:
+            items = self._t["items"]
+            self._c.execute(
+                items.update().where(items.c.story_id.in_(others)).values(story_id=into)
+            )
+
+    def word_pair_counts(self) -> tuple[int, bytes] | None:
+        """The stored word-pair counts (``stories.WordPairCounts``): (reports, counts)."""
+        table = self._t["word_pair_counts"]
+        row = self._c.execute(sa.select(table.c.reports, table.c.counts)).first()
+        return (row.reports, row.counts) if row else None
+
+    def set_word_pair_counts(self, reports: int, counts: bytes) -> None:
+        table = self._t["word_pair_counts"]
+        self._c.execute(table.delete())
+        self._c.execute(table.insert().values(id=1, reports=reports, counts=counts))
 
     def update_item(self, item_id: int, item: Item) -> None:
         """Apply an edit by the origin source; the public id and first-seen time stay."""

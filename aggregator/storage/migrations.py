@@ -340,6 +340,21 @@ def _v11_first_success(connection: sa.Connection) -> None:
     )
 
 
+def _v12_story_evidence(connection: sa.Connection) -> None:
+    """Issue 16: why each item joined its story (for explain), and how many recent
+    reports carry each word pair (boilerplate tells no story apart)."""
+    _add_columns(connection, "items", sa.Column("story_reason", sa.String(80)))
+    metadata = sa.MetaData()
+    sa.Table(
+        "word_pair_counts",
+        metadata,
+        sa.Column("id", sa.Integer, primary_key=True),  # one row
+        sa.Column("reports", sa.Integer, nullable=False),
+        sa.Column("counts", sa.LargeBinary, nullable=False),
+    )
+    metadata.create_all(connection)
+
+
 #: Every migration ever shipped, in order. Append only.
 MIGRATIONS: tuple[Migration, ...] = (
     _v1_initial,
@@ -353,6 +368,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     _v9_token_hash_bands,
     _v10_band_sets,
     _v11_first_success,
+    _v12_story_evidence,
 )
 
 _VERSIONS = sa.Table(

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import html
 import json
+import random
 import sys
 from collections import defaultdict
 from dataclasses import dataclass
@@ -43,6 +44,8 @@ class CreditScores:
     #: zh<->en pairs found of those labelled one story.
     pairs: tuple[int, int, int] = (0, 0, 0)
     cross_lingual: tuple[int, int] = (0, 0)
+    #: The stored stories: each a set of item links.
+    stories: frozenset[frozenset[str]] = frozenset()
 
 
 def _items(path: Path) -> list[dict[str, str]]:
@@ -77,8 +80,10 @@ def _feed(items: list[dict[str, str]]) -> bytes:
     ).encode()
 
 
-def measure(root: Path, stories: Path = STORIES) -> CreditScores:
-    """Build the feeds under ``root``, run one cycle, and count the credits."""
+def measure(root: Path, stories: Path = STORIES, *, seed: int | None = None) -> CreditScores:
+    """Build the feeds under ``root``, run one cycle, and count the credits. With a
+    ``seed``, the sources are polled, and each feed lists its items, in a shuffled
+    order (the stories must not depend on it)."""
     stories_path = stories
     import feedparser
 
@@ -93,7 +98,13 @@ def measure(root: Path, stories: Path = STORIES) -> CreditScores:
     folder = root / "config"
     (folder / "snapshots").mkdir(parents=True, exist_ok=True)
     sources = ["sources:"]
-    for number, (name, members) in enumerate(sorted(by_source.items())):
+    portals = sorted(by_source.items())
+    if seed is not None:
+        shuffled = random.Random(seed)
+        shuffled.shuffle(portals)
+        for _, members in portals:
+            shuffled.shuffle(members)
+    for number, (name, members) in enumerate(portals):
         (folder / "snapshots" / f"s{number}.rss").write_bytes(_feed(members))
         sources.append(f"  - {{id: s{number}, name: {json.dumps(name)}, "
                        f"url: snapshots/s{number}.rss, scope: textile}}")  # fmt: skip
@@ -161,9 +172,13 @@ def measure(root: Path, stories: Path = STORIES) -> CreditScores:
             missing = [k for k, good in zip(FORMATS, ok, strict=True) if not good]
             misses.append(f"{item['origin']!r} ({item['origin_in']}) {item['title'][:60]}: "
                           f"not in {', '.join(missing)}")  # fmt: skip
+    grouped: dict[int, set[str]] = defaultdict(set)
+    for link, story_id in stories.items():
+        grouped[story_id].add(link)
     return CreditScores(
-        len(named), credited, present, everywhere, tuple(misses), pairs=pairs, cross_lingual=cross
-    )
+        len(named), credited, present, everywhere, tuple(misses), pairs=pairs,
+        cross_lingual=cross, stories=frozenset(frozenset(g) for g in grouped.values()),
+    )  # fmt: skip
 
 
 def _stories_of(database: Path) -> dict[str, int]:

@@ -1,0 +1,415 @@
+"""The story stage: which story each new item belongs to.
+
+    new items ──candidates──> the recent reports sharing its band or figure keys, the
+        best few ──decision──> ``cluster.story_evidence`` against each candidate
+        story's checked members, boilerplate word pairs left out ──merge──> a report
+        that is the same story as two stories proves them one ──> ``NewItem`` rows
+
+The story's primary (whose report a feed shows) is chosen when publishing
+(``cluster.primary``), from all its members, so it does not depend on arrival order.
+
+Why stories and not members: comparing a new report with one member at a time let
+template reports chain (Monday's quote joined Sunday's, Tuesday's joined Monday's,
+issue 16). A story is joined only when no member checked disagrees by its figures, and
+stories a report joins both become one, so the result does not depend on which
+report arrived first.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from aggregator.cluster import (
+    ClusterSettings,
+    StoryEvidence,
+    chinese,
+    figures,
+    judge,
+    shingles,
+)
+from aggregator.storage import NewItem, StoryJoin, Transaction
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from aggregator.minhash import BandIndex
+    from aggregator.prepare import ReadyItem
+
+#: Reports sharing at least this many distinctive figures with a new one are
+#: candidates even without a band key in common (a rewrite, a translation).
+MIN_SHARED_FIGURE_KEYS = 2
+#: Candidates checked exactly per new item, the most alike first. Template reports
+#: (daily quotes, press releases) share band keys with every earlier report of their
+#: template: checking them all made the story stage grow with the corpus (issue 16).
+MAX_CANDIDATES = 12
+#: A band or figure key held by more stored items than this is left out of the
+#: ranking: it marks a template, not a story (like a stop word).
+MAX_ITEMS_A_KEY = 64
+#: Stored reports kept taken apart during a cycle (about 4 kB each).
+REPORTS_KEPT = 4096
+
+
+class WordPairCounts:
+    """How many recent reports contain each word pair, in 2**20 hashed counters.
+
+    A word pair found in many more than COMMON_AT reports is the portals' boilerplate
+    ("受多重因素影响，市场观望情绪较浓", "click here to subscribe"): two reports made
+    of it are not one story, so similarity weighs it down, like a rare word weighs more
+    in search. A story is reposted by a handful of portals; boilerplate recurs in
+    hundreds of reports.
+    Counters are halved every HALVE_AFTER reports, so the counts follow what portals
+    write now. Hash collisions only ever make a pair look more common than it is."""
+
+    SIZE = 1 << 20
+    COMMON_AT = 24
+    HALVE_AFTER = 100_000
+
+    def __init__(self, counts: np.ndarray | None = None, reports: int = 0) -> None:
+        import numpy as np
+
+        self.counts = counts if counts is not None else np.zeros(self.SIZE, dtype=np.uint16)
+        self.reports = reports
+        self.changed = False
+
+    @classmethod
+    def from_bytes(cls, reports: int, blob: bytes) -> WordPairCounts:
+        import numpy as np
+
+        counts = np.frombuffer(zlib.decompress(blob), dtype=np.uint16).copy()
+        if counts.size != cls.SIZE:
+            return cls()  # another layout: start counting again
+        return cls(counts, reports)
+
+    def to_bytes(self) -> bytes:
+        return zlib.compress(self.counts.tobytes(), 1)
+
+    def _slots(self, pairs: frozenset[int]) -> np.ndarray:
+        import numpy as np
+
+        return np.fromiter(pairs, dtype=np.uint32, count=len(pairs)) & (self.SIZE - 1)
+
+    def add(self, pairs: frozenset[int]) -> None:
+        if not pairs:
+            return
+        slots = self._slots(pairs)
+        self.counts[slots] = self.counts[slots] + (self.counts[slots] < 0xFFFF)
+        self.reports += 1
+        self.changed = True
+        if self.reports >= self.HALVE_AFTER:
+            self.counts >>= 1
+            self.reports //= 2
+
+    def weights(self, pairs: frozenset[int]) -> dict[int, float]:
+        """How much each pair counts: 1, or COMMON_AT / n for a pair n > COMMON_AT
+        recent reports carry (boilerplate counts for little, never for nothing)."""
+        if not pairs:
+            return {}
+        ordered = list(pairs)
+        seen = self.counts[self._slots(pairs)].tolist()
+        return {
+            p: 1.0 if n <= self.COMMON_AT else self.COMMON_AT / n
+            for p, n in zip(ordered, seen, strict=True)
+        }
+
+
+def weighted_similarity(a: Mapping[int, float], b: Mapping[int, float]) -> float:
+    """Weighted Jaccard of two reports' word pairs (weights from ``WordPairCounts``)."""
+    shared = sum(weight for pair, weight in a.items() if pair in b)
+    union = sum(a.values()) + sum(b.values()) - shared
+    return shared / union if union else 0.0
+
+
+def pair_hashes(title: str, text: str) -> frozenset[int]:
+    """The report's word pairs (``cluster.shingles``), as stable 32-bit hashes: they
+    index the stored counters, and compare as fast as the words."""
+    return frozenset(zlib.crc32(p.encode()) for p in shingles(title, text))
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """What the decision compares of one report."""
+
+    pairs: frozenset[int]
+    figures: frozenset[str]
+    chinese: bool
+    #: The figures and the places its title names: a template's reports differ there.
+    title_figures: frozenset[str] = frozenset()
+    title_places: tuple[str, ...] = ()
+    #: Title and text, where another title's places are looked for.
+    words: str = ""
+
+    @classmethod
+    def of(cls, title: str, text: str) -> Report:
+        from aggregator.places import place_index
+
+        places = {n: None for names in place_index().find(title).values() for n in names}
+        return cls(
+            pair_hashes(title, text), figures(title, text), chinese(title),
+            title_figures=figures(title, ""), title_places=tuple(places),
+            words=f"{title} {text}",
+        )  # fmt: skip
+
+
+#: Why two reports alike in words are still other stories: each title states a figure,
+#: or names a place, that the other report does not mention at all ("9月纺织服装出口
+#: 下跌22.5%" against "12月纺织服装出口上涨23.5%"; "海运费回落，苏州…" against
+#: "…，南通…"). A rewrite's title picks other facts of the same report, which the
+#: other version states in its text.
+TITLE_FIGURES_DIFFER = "titles state other figures"
+TITLE_PLACES_DIFFER = "titles name other places"
+
+
+def _sibling(mine: Report, theirs: Report) -> str | None:
+    """Another report in the same template, told apart by its title."""
+    if mine.chinese != theirs.chinese:
+        return None  # units, scales and scripts change in translation
+    if mine.title_figures - theirs.figures and theirs.title_figures - mine.figures:
+        return TITLE_FIGURES_DIFFER
+    if any(p not in theirs.words for p in mine.title_places) and any(
+        p not in mine.words for p in theirs.title_places
+    ):
+        return TITLE_PLACES_DIFFER
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    report: Report
+    story_id: int
+
+
+def decide_story(
+    mine: Report,
+    candidates: Mapping[int, Candidate],
+    counts: WordPairCounts,
+    settings: ClusterSettings,
+) -> StoryJoin:
+    """The story a report joins among its candidates' stories, and the other stories
+    it proves the same one (to merge into it), or a new story (``StoryJoin()``).
+
+    A story is joined when one of its checked members is the same story by the
+    evidence and none is another report in the same template (words alike, figures
+    differ)."""
+    my_weights = counts.weights(mine.pairs)
+    best: dict[int, tuple[StoryEvidence, int]] = {}
+    vetoed: set[int] = set()
+    for item_id, candidate in sorted(candidates.items()):
+        theirs = candidate.report
+        their_weights = counts.weights(theirs.pairs)
+        short = min(len(mine.pairs), len(theirs.pairs)) < settings.short_text
+        evidence = judge(
+            weighted_similarity(my_weights, their_weights),
+            settings.threshold + (settings.short_text_margin if short else 0.0),
+            mine.figures, theirs.figures, cross_lingual=theirs.chinese != mine.chinese,
+        )  # fmt: skip
+        if evidence.same and (sibling := _sibling(mine, theirs)):
+            evidence = replace(evidence, same=False, reason=sibling)
+        if evidence.figures_differ or evidence.reason in (
+            TITLE_FIGURES_DIFFER,
+            TITLE_PLACES_DIFFER,
+        ):
+            vetoed.add(candidate.story_id)
+        elif evidence.same:
+            held = best.get(candidate.story_id)
+            if held is None or evidence.similarity > held[0].similarity:
+                best[candidate.story_id] = (evidence, item_id)
+    joined = {story: found for story, found in best.items() if story not in vetoed}
+    if not joined:
+        return StoryJoin()
+    story_id = min(joined)  # the oldest story keeps its id when stories merge
+    evidence, via = max(joined.values(), key=lambda found: (found[0].similarity, -found[1]))
+    return StoryJoin(
+        story_id=story_id, similarity=evidence.similarity, via=via, reason=evidence.reason,
+        merged=tuple(sorted(s for s in joined if s != story_id)),
+    )  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    """An item of the batch being stored, not written yet."""
+
+    report: Report
+    story_id: int
+    published: int  # Unix seconds
+
+
+@dataclass(slots=True)
+class StoryStage:
+    """The story stage of one cycle: the near-duplicate index and the word-pair counts,
+    loaded when the cycle first stores a new item and caught up with what other
+    writers committed once per transaction."""
+
+    settings: ClusterSettings
+    now: datetime
+    bands: BandIndex | None = None
+    band_marker: int | None = None
+    #: The transaction the index last caught up in (once per transaction is enough).
+    caught_up_in: Transaction | None = None
+    counts: WordPairCounts | None = None
+    #: Stored reports lately compared, taken apart (``_candidates``).
+    reports: OrderedDict[int, Report] = field(default_factory=OrderedDict)
+
+    def band_index(self, tx: Transaction) -> BandIndex:
+        """The cycle's band index, with what other writers committed since its last
+        look. The first time, band keys nothing new can join any more are dropped."""
+        if self.bands is None:
+            from aggregator.minhash import BandIndex  # numpy: only cycles storing items
+
+            tx.prune_bands(self.now - self.settings.window * 2)
+            self.bands = BandIndex()
+        if self.caught_up_in is not tx:
+            first = self.band_marker is None
+            rows, self.band_marker = tx.band_sets(self.band_marker)
+            self.bands.add(rows)
+            self.caught_up_in = tx
+            if first:
+                tx.release_cache()
+        return self.bands
+
+    def word_pairs(self, tx: Transaction) -> WordPairCounts:
+        if self.counts is None:
+            stored = tx.word_pair_counts()
+            self.counts = WordPairCounts.from_bytes(*stored) if stored else WordPairCounts()
+        return self.counts
+
+    @property
+    def counted(self) -> bool:
+        """Whether this cycle counted word pairs that are not stored yet."""
+        return self.counts is not None and self.counts.changed
+
+    def save(self, tx: Transaction) -> None:
+        """Store the word-pair counts, if this cycle counted any reports."""
+        if self.counts is not None and self.counts.changed:
+            tx.set_word_pair_counts(self.counts.reports, self.counts.to_bytes())
+            self.counts.changed = False
+
+    def assign(self, tx: Transaction, fresh: Sequence[ReadyItem]) -> list[NewItem]:
+        """Ids and stories for a batch of new items: LSH candidates from the band index
+        in one look-up for the whole batch, plus the batch's own earlier items."""
+        from aggregator.minhash import keys_of, split_keys
+
+        index = self.band_index(tx)
+        counts = self.word_pairs(tx)
+        window = int(self.settings.window.total_seconds())
+        bands = [keys_of(r.bands) for r in fresh]
+        published = [int(r.item.published_at.timestamp()) for r in fresh]
+        stored = index.matches(
+            (key for keys in bands for key in keys),
+            min(published) - window,
+            max(published) + window,
+        )
+        reports = [Report.of(r.item.title, r.item.summary_text) for r in fresh]
+        for report in reports:  # a feed's own boilerplate counts before it is compared
+            counts.add(report.pairs)
+        in_batch: dict[int, list[int]] = {}
+        pending: dict[int, _Pending] = {}
+        batch: list[NewItem] = []
+        for ready, keys, when, report in zip(fresh, bands, published, reports, strict=True):
+            band_keys, figure_keys = split_keys(keys)
+            bands_shared = _shared_keys(band_keys, when, window, stored, in_batch, pending)
+            figures_shared = _shared_keys(figure_keys, when, window, stored, in_batch, pending)
+            chosen = _best_candidates(bands_shared, figures_shared)
+            found = _candidates(tx, chosen, pending, self.reports)
+            story = decide_story(report, found, counts, self.settings)
+            item_id = tx.reserve_id("items")
+            story_id = story.story_id
+            if story_id is None:
+                story_id = tx.reserve_id("stories")
+            elif story.merged:
+                batch, pending = _merge(tx, story_id, story.merged, batch, pending)
+            batch.append(NewItem(
+                item_id=item_id, item=ready.item, story_id=story_id,
+                new_story=story.story_id is None, similarity=story.similarity,
+                via=story.via, reason=story.reason, bands=ready.bands, topics=ready.topics,
+            ))  # fmt: skip
+            pending[item_id] = _Pending(report, story_id, when)
+            for key in keys:
+                in_batch.setdefault(key, []).append(item_id)
+        index.add(
+            (new.item_id, when, new.bands) for new, when in zip(batch, published, strict=True)
+        )
+        return batch
+
+
+def _candidates(
+    tx: Transaction,
+    chosen: set[int],
+    pending: Mapping[int, _Pending],
+    known: OrderedDict[int, Report],
+) -> dict[int, Candidate]:
+    """The chosen candidates' reports and stories. Stored reports are read and taken
+    apart once per cycle while they are among the last REPORTS_KEPT used: the same
+    template reports are candidates of many new items."""
+    found = {c: Candidate(p.report, p.story_id) for c in chosen if (p := pending.get(c))}
+    stored = sorted(c for c in chosen if c not in pending)
+    cached = [c for c in stored if c in known]
+    for item_id, story_id in tx.story_ids(cached).items():
+        known.move_to_end(item_id)
+        found[item_id] = Candidate(known[item_id], story_id)
+    for item_id, (title, text, story_id) in tx.item_texts(
+        c for c in stored if c not in known
+    ).items():
+        report = known[item_id] = Report.of(title, text)
+        found[item_id] = Candidate(report, story_id)
+    while len(known) > REPORTS_KEPT:
+        known.popitem(last=False)
+    return found
+
+
+def _merge(
+    tx: Transaction,
+    into: int,
+    others: tuple[int, ...],
+    batch: list[NewItem],
+    pending: dict[int, _Pending],
+) -> tuple[list[NewItem], dict[int, _Pending]]:
+    """Stories ``others`` become story ``into``: stored members and the batch's own."""
+    tx.merge_stories(into, others)
+    gone = set(others)
+    # A story founded earlier in this batch is not written at all: its founder joins
+    # ``into`` like the rest.
+    batch = [replace(n, story_id=into, new_story=False) if n.story_id in gone else n for n in batch]
+    pending = {
+        i: replace(p, story_id=into) if p.story_id in gone else p for i, p in pending.items()
+    }
+    return batch, pending
+
+
+def _shared_keys(
+    keys: Sequence[int],
+    when: int,
+    window: int,
+    stored: Mapping[int, list[tuple[int, int]]],
+    in_batch: Mapping[int, list[int]],
+    pending: Mapping[int, _Pending],
+) -> dict[int, int]:
+    """item id -> how many of ``keys`` it shares, among the items within the window
+    (stored, and this batch's earlier ones)."""
+    shared_count: dict[int, int] = {}
+    for key in set(keys):
+        holders = stored.get(key, ())
+        batch_holders = in_batch.get(key, ())
+        if len(holders) + len(batch_holders) > MAX_ITEMS_A_KEY:
+            continue  # a key of a whole template says nothing about one story
+        for item_id, at in holders:
+            if abs(at - when) <= window:
+                shared_count[item_id] = shared_count.get(item_id, 0) + 1
+        for item_id in batch_holders:
+            if abs(pending[item_id].published - when) <= window:
+                shared_count[item_id] = shared_count.get(item_id, 0) + 1
+    return shared_count
+
+
+def _best_candidates(bands: Mapping[int, int], figures_: Mapping[int, int]) -> set[int]:
+    """The candidates worth an exact check: any item sharing a band key, or several
+    distinctive figures; ranked by the figures shared (a repost states the same ones,
+    another report in its template others), then by the band keys shared, at most
+    MAX_CANDIDATES."""
+    pool = set(bands) | {i for i, n in figures_.items() if n >= MIN_SHARED_FIGURE_KEYS}
+    ranked = sorted(pool, key=lambda i: (-figures_.get(i, 0), -bands.get(i, 0), -i))
+    return set(ranked[:MAX_CANDIDATES])
