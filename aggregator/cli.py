@@ -300,7 +300,8 @@ def _when(moment: datetime | None) -> str:
 @click.option("--port", type=int, default=8000, show_default=True, help="Port to listen on.")
 @click.pass_context
 def serve(ctx: click.Context, config_dir: Path | None, host: str, port: int) -> None:
-    """Serve the output folder over HTTP (ETag/304, gzip, feed content types)."""
+    """Serve the output folder over HTTP (ETag/304, gzip, feed content types,
+    Cache-Control of half the poll interval)."""
     import uvicorn
 
     from aggregator.serve import create_app
@@ -308,7 +309,10 @@ def serve(ctx: click.Context, config_dir: Path | None, host: str, port: int) -> 
     config = _config(ctx, config_dir)
     config.output_dir.mkdir(parents=True, exist_ok=True)
     click.echo(f"serving {config.output_dir} on http://{host}:{port}/", err=True)
-    uvicorn.run(create_app(config.output_dir), host=host, port=port, log_level="info")
+    # Feeds change once a cycle: caches may keep them half a poll interval.
+    max_age = int(config.settings.poll_interval // 2)
+    app = create_app(config.output_dir, max_age=max_age)
+    uvicorn.run(app, host=host, port=port, log_level="info")
 
 
 @cli.command(name="try")

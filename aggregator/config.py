@@ -45,6 +45,8 @@ FEED_FORMATS = {
     "atom": "application/atom+xml",
     "json": "application/feed+json",
 }
+#: The pages published beside the feeds.
+SITE_FILES = frozenset({"index.html", "topics.opml", "all.opml", "sources.opml"})
 
 DEFAULT_SETTINGS_FILE = "settings.yaml"
 DEFAULT_SOURCES_FILE = "sources.yaml"

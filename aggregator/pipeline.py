@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 from aggregator import __version__
 from aggregator.categorize import CompiledTopic, compile_topics
 from aggregator.cluster import ClusterSettings, story_entry
-from aggregator.config import FEED_FORMATS, AppConfig, SourceConfig
+from aggregator.config import FEED_FORMATS, SITE_FILES, AppConfig, SourceConfig
 from aggregator.curate import recategorize, rules_changed
 from aggregator.dedupe import Action, decide
 from aggregator.errors import ConflictError, ParseError
@@ -154,7 +154,7 @@ def run_cycle(
         recategorized and recategorized.changed
     )
     # Re-render only when items changed, an output file went missing, or what the feeds
-    # show besides items (titles, URLs, sources) changed: rendering 42 files costs more
+    # show besides items (titles, URLs, sources) changed: rendering 43 files costs more
     # than a whole all-304 cycle.
     publish_due = (
         changed
@@ -252,7 +252,7 @@ PUBLISH_FINGERPRINT = "publish_fingerprint"
 def _outputs(config: AppConfig) -> list[Path]:
     slugs = [t.slug for t in config.topics] + ["all"]
     names = [f"{slug}.{ext}" for slug in slugs for ext in FEED_FORMATS]
-    return [config.output_dir / n for n in [*names, "index.html", "topics.opml", "sources.opml"]]
+    return [config.output_dir / n for n in [*names, *sorted(SITE_FILES)]]
 
 
 def _output_missing(config: AppConfig) -> bool:
@@ -743,15 +743,14 @@ def _feeds(config: AppConfig, storage: Storage) -> list[FeedSpec]:
         )
         for topic in config.topics
     ]
-    feeds.append(
-        FeedSpec(
-            slug="all",
-            title="All topics",
-            description="Every item of every topic, newest first.",
-            items=fair(None),
-        )
+    # First: feed readers' autodiscovery takes the page's first <link rel="alternate">.
+    everything = FeedSpec(
+        slug="all",
+        title="All topics",
+        description="Every item of every topic, newest first.",
+        items=fair(None),
     )
-    return feeds
+    return [everything, *feeds]
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,12 +14,13 @@ import mimetypes
 from pathlib import Path
 
 from starlette.applications import Starlette
+from starlette.datastructures import MutableHeaders
 from starlette.middleware import Middleware
 from starlette.middleware.gzip import GZipMiddleware
 from starlette.responses import Response
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
-from starlette.types import Scope
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from aggregator.publish import is_published_name
 
@@ -32,22 +33,75 @@ CONTENT_TYPES = {
 }
 
 
+#: The media types that are text without saying so: they get "; charset=utf-8".
+_UTF8 = frozenset({".rss", ".atom", ".json", ".opml"})
+#: What a gzip representation's ETag ends with (RFC 9110 8.8.3: another
+#: representation, another strong validator).
+GZIP_ETAG_SUFFIX = '-gzip"'
+
+
 class PublishedFiles(StaticFiles):
-    """StaticFiles limited to the top-level files the publisher writes."""
+    """StaticFiles limited to the top-level files the publisher writes, with the
+    charset and caching headers feed readers and caches look for."""
+
+    def __init__(self, *, directory: Path, max_age: int) -> None:
+        super().__init__(directory=directory)
+        self.cache_control = f"public, max-age={max_age}"
 
     async def get_response(self, path: str, scope: Scope) -> Response:
         name = "index.html" if path in ("", ".") else path
         if not is_published_name(name):
             return Response("Not Found", status_code=404, media_type="text/plain")
-        return await super().get_response(name, scope)
+        response = await super().get_response(name, scope)
+        suffix = Path(name).suffix
+        if suffix in _UTF8 and response.status_code == 200:
+            response.headers["content-type"] = f"{CONTENT_TYPES[suffix]}; charset=utf-8"
+        response.headers["cache-control"] = self.cache_control
+        return response
 
 
-def create_app(output_dir: Path) -> Starlette:
+class GzipETags:
+    """Outside GZipMiddleware: a gzipped answer's ETag gets GZIP_ETAG_SUFFIX, and an
+    If-None-Match naming it is checked against the file's own ETag, so a client that
+    stored the gzip representation still gets its 304 (with the gzip ETag)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        asked_gzip = False
+        headers = []
+        for key, value in scope["headers"]:
+            if key == b"if-none-match" and GZIP_ETAG_SUFFIX.encode() in value:
+                asked_gzip = True
+                value = value.replace(GZIP_ETAG_SUFFIX.encode(), b'"')
+            headers.append((key, value))
+        scope = dict(scope, headers=headers)
+
+        async def send_tagged(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                found = MutableHeaders(raw=message["headers"])
+                gzipped = found.get("content-encoding") == "gzip"
+                not_modified = message["status"] == 304 and asked_gzip
+                etag = found.get("etag")
+                if etag and etag.endswith('"') and (gzipped or not_modified):
+                    found["etag"] = etag[:-1] + GZIP_ETAG_SUFFIX
+            await send(message)
+
+        await self.app(scope, receive, send_tagged)
+
+
+def create_app(output_dir: Path, *, max_age: int = 300) -> Starlette:
     """An ASGI app serving what the publisher wrote to ``output_dir`` (``/`` is
-    index.html); every other path is 404."""
+    index.html); every other path is 404. Caches may keep an answer ``max_age``
+    seconds (the CLI passes half the poll interval: feeds change once a cycle)."""
     for extension, kind in CONTENT_TYPES.items():
         mimetypes.add_type(kind, extension)
+    files = PublishedFiles(directory=output_dir, max_age=max_age)
     return Starlette(
-        routes=[Mount("/", app=PublishedFiles(directory=output_dir), name="feeds")],
-        middleware=[Middleware(GZipMiddleware, minimum_size=500)],
+        routes=[Mount("/", app=files, name="feeds")],
+        middleware=[Middleware(GzipETags), Middleware(GZipMiddleware, minimum_size=500)],
     )

@@ -76,7 +76,7 @@ def test_demo_runs_offline_and_a_rerun_changes_nothing(demo: Path) -> None:
     counts = {line.split()[0]: int(line.split()[1]) for line in topics_line.strip().splitlines()}
     assert len(counts) == 12
     assert sum(1 for n in counts.values() if n > 0) >= 8
-    assert "Feeds: 42 written, 0 unchanged" in out
+    assert "Feeds: 43 written, 0 unchanged" in out
     output = demo.parent.parent / "feeds_out"
     xml_feeds = sorted(p for p in output.iterdir() if p.suffix in (".rss", ".atom"))
     assert len(xml_feeds) == 26  # JSON Feed files are checked in test_publish
@@ -93,7 +93,7 @@ def test_demo_runs_offline_and_a_rerun_changes_nothing(demo: Path) -> None:
     # The chain-crawled html source always reads its start page (see pipeline).
     assert "Sources: 1 ok, 8 not modified, 0 failed" in again
     assert "New items: 0" in again
-    assert "Feeds: 0 written, 42 unchanged" in again
+    assert "Feeds: 0 written, 43 unchanged" in again
     assert {p.name: p.stat().st_mtime_ns for p in output.iterdir()} == mtimes
 
     code, status, _ = invoke("--config", str(demo), "status")

@@ -20,6 +20,7 @@ import pytest
 import rnc2rng
 from lxml import etree
 
+from aggregator.cluster import chinese
 from aggregator.config import AppConfig, Settings, load_config
 from aggregator.errors import PublishError
 from aggregator.models import SourceRef, StoredItem
@@ -314,8 +315,32 @@ def test_every_published_file_of_the_example_is_valid(demo_site: tuple[AppConfig
         root = etree.parse(str(output / opml)).getroot()
         assert root.get("version") == "2.0" and root.findtext("head/title")
     topics = etree.parse(str(output / "topics.opml")).getroot()
-    assert len(topics.findall("body/outline")) == len(config.topics) + 1
+    assert len(topics.findall("body/outline")) == len(config.topics)
     assert all(o.get("xmlUrl", "").endswith(".atom") for o in topics.iter("outline"))
+
+
+def test_opml_lists_import_as_intended(demo_site: tuple[AppConfig, Path]) -> None:
+    """Issue 18: the all-topics feed shares entry ids with the topic feeds, so it is a
+    list of its own; real dates; the site's title; no snapshot or scraped source
+    offered as a feed (newsboat subscribed to their home pages)."""
+    from email.utils import parsedate_to_datetime
+
+    config, output = demo_site
+    topics = etree.parse(str(output / "topics.opml")).getroot()
+    assert not [o for o in topics.iter("outline") if o.get("xmlUrl", "").endswith("/all.atom")]
+    everything = etree.parse(str(output / "all.opml")).getroot()
+    (only,) = everything.findall("body/outline")
+    assert only.get("xmlUrl", "").endswith("/all.atom")
+    for name in ("topics.opml", "all.opml", "sources.opml"):
+        head = etree.parse(str(output / name)).getroot().find("head")
+        assert head is not None
+        assert head.findtext("title", "").startswith(config.settings.site_title)
+        assert parsedate_to_datetime(head.findtext("dateModified", "")).year >= 2026
+    sources = etree.parse(str(output / "sources.opml")).getroot()
+    listed = [o.get("xmlUrl", "") for o in sources.iter("outline")]
+    local = [s for s in config.sources if s.is_local or s.type != "feed"]
+    assert local and all(o.startswith("http") for o in listed)
+    assert all(o.get("type") == "rss" for o in sources.iter("outline"))
 
 
 def test_front_page(demo_site: tuple[AppConfig, Path]) -> None:
@@ -329,12 +354,20 @@ def test_front_page(demo_site: tuple[AppConfig, Path]) -> None:
     }  # fmt: skip
     assert document.xpath("//meta[@name='viewport']")
     assert not document.xpath("//script")
+    # Autodiscovery takes the first alternate: the feed of every topic; its card first.
+    assert alternates[0].get("href", "").endswith("/all.rss")
     sections = document.xpath("//section")
-    assert [s.get("id") for s in sections][-1] == "all"
+    assert sections[0].get("id") == "all"
     clusters = document.xpath("//section[@id='clusters-parks']")[0]
     assert clusters.xpath(".//p[@class='desc']/text()")[0].startswith("Textile clusters")
     first = clusters.xpath(".//li")[0]
     assert first.xpath(".//time/@datetime")
+    # HTML allows at most three digits of a second's fraction (the Nu checker's errors).
+    for when in document.xpath("//time/@datetime"):
+        assert datetime.fromisoformat(when).microsecond == 0 and "." not in when, when
+    for item in document.xpath("//li"):
+        title = item.xpath("./a/text()")[0]
+        assert (item.get("lang") == "zh") == chinese(title), title
     assert all(s.strip() for s in document.xpath("//span[@class='source']/text()"))
     assert len(clusters.xpath(".//p[@class='subscribe']/a")) == 3
 

@@ -166,3 +166,31 @@ def test_a_real_feed_reader_subscribes(site: tuple[str, StatusLog, Path]) -> Non
     reader.update_feeds(scheduled=False)  # now, not at its schedule: both answer 304
     statuses = [status for path, status in log.seen if path.endswith((".atom", ".rss"))]
     assert statuses == [304, 304]
+
+
+def test_feeds_say_utf_8_and_how_long_caches_may_keep_them(
+    site: tuple[str, StatusLog, Path],
+) -> None:
+    """Issue 18: application/* types carry no default charset, so say it."""
+    base, _, _ = site
+    for name in ("all.rss", "all.atom", "all.json", "topics.opml"):
+        response = httpx.get(base + name)
+        assert response.headers["content-type"].endswith("; charset=utf-8"), name
+        assert response.headers["cache-control"] == "public, max-age=300"
+
+
+def test_gzip_and_identity_representations_have_different_etags(
+    site: tuple[str, StatusLog, Path],
+) -> None:
+    """RFC 9110 8.8.3: a strong ETag names one representation; both shared one."""
+    base, _, _ = site
+    with httpx.Client() as client:
+        gzipped = client.get(base + "all.rss", headers={"Accept-Encoding": "gzip"})
+        plain = client.get(base + "all.rss", headers={"Accept-Encoding": "identity"})
+        assert gzipped.headers["content-encoding"] == "gzip"
+        assert gzipped.headers["etag"] != plain.headers["etag"]
+        for answer, encoding in ((gzipped, "gzip"), (plain, "identity")):
+            again = client.get(base + "all.rss", headers={
+                "Accept-Encoding": encoding, "If-None-Match": answer.headers["etag"]})  # fmt: skip
+            assert again.status_code == 304, encoding
+            assert again.headers["etag"] == answer.headers["etag"]

@@ -8,6 +8,9 @@ import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 
+from click.testing import CliRunner
+
+from aggregator.cli import cli
 from aggregator.cluster import ClusterSettings, jaccard
 from aggregator.config import load_config
 from aggregator.pipeline import run_cycle
@@ -78,6 +81,11 @@ def test_a_report_proving_two_stories_one_merges_them(tmp_path: Path) -> None:
         ).fetchone()
     assert len(set(rows.values())) == 1, rows
     assert reason == ("words alike",)
+    # explain shows the evidence of each decision.
+    shown = CliRunner().invoke(cli, ["--config", str(folder), "explain", "https://b.example/1"])
+    assert shown.exit_code == 0, shown.output
+    assert "story urn:uuid:" in shown.output and "3 report(s)" in shown.output
+    assert "(words alike)" in shown.output
 
 
 def _report(title: str, text: str) -> Report:

@@ -2,7 +2,7 @@
 
 ``publish_site`` takes the feeds to publish (the pipeline reads their items from
 storage) and writes ``<slug>.rss``, ``<slug>.atom``, ``<slug>.json`` for each, then
-``index.html``, ``topics.opml`` and ``sources.opml``. A file is written only when its
+``index.html``, ``topics.opml``, ``all.opml`` and ``sources.opml``. A file is written only when its
 bytes change (atomically: temporary file, fsync, rename), so web servers keep their
 ETag and a failed run never leaves a half-written or emptied feed behind.
 """
@@ -18,11 +18,16 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from aggregator.config import FEED_FORMATS, AppConfig
+from aggregator.config import FEED_FORMATS, SITE_FILES, AppConfig
 from aggregator.errors import PublishError
 from aggregator.models import StoredItem
 from aggregator.publish.feeds import FORMATS, FeedSpec, feed_url, render
-from aggregator.publish.site import render_index, render_sources_opml, render_topics_opml
+from aggregator.publish.site import (
+    render_all_opml,
+    render_index,
+    render_sources_opml,
+    render_topics_opml,
+)
 
 __all__ = [
     "FeedSpec",
@@ -36,7 +41,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 #: The files the publisher writes: ``serve`` answers for these names and no others.
-SITE_FILES = frozenset({"index.html", "topics.opml", "sources.opml"})
 _FEED_FILE_RE = re.compile(
     rf"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.(?:{'|'.join(map(re.escape, FEED_FORMATS))})"
 )
@@ -119,6 +123,7 @@ def publish_site(config: AppConfig, feeds: Sequence[FeedSpec]) -> PublishResult:
             outputs.append((path, data, feed_url(settings, spec.slug, extension)))
     outputs.append((config.output_dir / "index.html", render_index(config, feeds), None))
     outputs.append((config.output_dir / "topics.opml", render_topics_opml(config, feeds), None))
+    outputs.append((config.output_dir / "all.opml", render_all_opml(config, feeds), None))
     outputs.append((config.output_dir / "sources.opml", render_sources_opml(config), None))
 
     written: list[Path] = []

@@ -152,16 +152,60 @@ def build_feeds(count: int, steady: bool | int) -> dict[str, tuple[bytes, str]]:
 HOSTS = 16
 
 
-def serve(port_out: Any, count: int, latency: float, phase: Any) -> None:
-    """``phase``: the round the feeds are in (0 cold, 1 steady, 2... further rounds)."""
-    bodies = {0: build_feeds(count, steady=False), 1: build_feeds(count, steady=True)}
+#: The outside benchmark's generator of template-written trade news (issue 16).
+GEN_FEEDS = PROJECT.parent / "shared" / "bench" / "gen_feeds.py"
+
+
+def generate_template_feeds(count: int, out: Path) -> Path:
+    """``GEN_FEEDS``'s feeds, in ``out/0`` (cold) and ``out/1`` (a tick later: a fifth
+    of the feeds gained 1-3 items): daily quotes, press releases and reposts written
+    from templates, where same-template reports are common."""
+    import subprocess
+    import sys
+
+    # Recent items, inside the default retention and feed window.
+    base = (datetime.now(UTC) - timedelta(days=1)).replace(microsecond=0).isoformat()
+
+    def generate(tick: int, into: Path) -> None:
+        command = [sys.executable, str(GEN_FEEDS), "-n", str(count), "-o", str(into),
+                   "--base-date", base]  # fmt: skip
+        subprocess.run([*command, "--tick", str(tick)], check=True, stdout=subprocess.DEVNULL)
+
+    generate(0, out / "0")
+    shutil.copytree(out / "0", out / "1")
+    generate(1, out / "1")  # rewrites the feeds that changed
+    return out
+
+
+def template_feeds(corpus: Path, round_: int) -> dict[str, tuple[bytes, str]]:
+    folder = corpus / str(min(round_, 1)) / "feeds"
+    feeds = {}
+    for n, path in enumerate(sorted(folder.glob("feed-*.xml"))):
+        body = path.read_bytes()
+        atom = b"<feed" in body[:400]
+        feeds[f"/feed/{n}"] = (body, "application/atom+xml" if atom else "application/rss+xml")
+    return feeds
+
+
+def serve(
+    port_out: Any, count: int, latency: float, phase: Any, corpus: Path | None = None
+) -> None:
+    """``phase``: the round the feeds are in (0 cold, 1 steady, 2... further rounds).
+    ``corpus``: template feeds made by ``generate_template_feeds`` instead of Zipf text."""
+
+    def build(round_: int) -> dict[str, tuple[bytes, str]]:
+        if corpus is not None:
+            return template_feeds(corpus, round_)
+        return build_feeds(count, steady=round_)
+
+    bodies = {0: build(0), 1: build(1)}
     building = threading.Lock()
 
     def feeds_of(round_: int) -> dict[str, tuple[bytes, str]]:
         with building:
             if round_ not in bodies:
                 bodies.clear()  # one later round at a time: memory stays bounded
-                bodies[round_] = build_feeds(count, steady=round_)
+                bodies[round_] = build(round_)
             return bodies[round_]
 
     class Handler(BaseHTTPRequestHandler):
@@ -205,13 +249,17 @@ def serve(port_out: Any, count: int, latency: float, phase: Any) -> None:
     servers[0].serve_forever()
 
 
-def start_server(count: int, latency: float) -> tuple[Any, list[int], Any]:
+def start_server(
+    count: int, latency: float, corpus: Path | None = None
+) -> tuple[Any, list[int], Any]:
     """The feed server in its own process: (process, its ports, the shared round number
     its feeds are in; set it to change them)."""
     context = multiprocessing.get_context("spawn")
     port_queue: Any = context.Queue()
     phase: Any = context.Value("i", 0)
-    server = context.Process(target=serve, args=(port_queue, count, latency, phase), daemon=True)
+    server = context.Process(
+        target=serve, args=(port_queue, count, latency, phase, corpus), daemon=True
+    )
     server.start()
     return server, port_queue.get(), phase
 
@@ -392,46 +440,108 @@ def main() -> None:
         help="also run the cold cycle with 1 and 3 workers on this PostgreSQL server "
         "(postgresql://user@host:port, allowed to create databases)",
     )
+    parser.add_argument(
+        "--corpus",
+        choices=("zipf", "template"),
+        default="zipf",
+        help="zipf: word soup from the project's texts; template: ../shared/bench/"
+        "gen_feeds.py's template-written trade news (reposts and same-template reports), "
+        "with the stories scored against its truth.jsonl",
+    )
     options = parser.parse_args()
-    server, ports, phase = start_server(options.feeds, options.latency)
-    sizes = [len(b) for b, _ in build_feeds(options.feeds, steady=False).values()]
-    print(f"{options.feeds} feeds, {sum(sizes) / len(sizes) / 1024:.0f} KB on average "
-          f"({min(sizes) // 1024}-{max(sizes) // 1024} KB), latency {options.latency * 1000:.0f} ms")  # fmt: skip
-    rows: dict[str, tuple[float, float, float, float, float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        folder = str(textile_feeds_config(root, ports, options.feeds))
-        etags = str(root / "etags.json")
-        rows["floor cold"] = measure(case_floor, ports, options.feeds, etags)
-        rows["floor all-304"] = measure(case_floor, ports, options.feeds, etags)
-        rows["textile-feeds cold"] = measure(case_textile_feeds, folder, False)
-        phase.value = 1  # 10% of the feeds gain two items
-        rows["textile-feeds steady"] = measure(case_textile_feeds, folder, False)
-        rows["textile-feeds all-304"] = measure(case_textile_feeds, folder, False)
-        rows["textile-feeds publish"] = measure(case_textile_feeds, folder, True)
-        phase.value = 0
-        if options.postgres:
-            # Parsing inline in each worker: what scales here is the workers themselves.
-            settings = Path(folder) / "settings.yaml"
-            # Small batches: 16 hosts must spread over the workers (a real network has
-            # thousands of hosts for the default batch of 16).
-            settings.write_text(settings.read_text() + "parse_workers: 1\nworkers: {batch: 2}\n")
-            for count in (1, 3):
-                rows[f"{count} worker(s) cold"] = measure(
-                    case_workers, folder, options.postgres, f"bench_workers_{count}", count
-                )
-        if not options.skip_reader:
-            try:
-                import reader  # noqa: F401
-            except ImportError:
-                print("lemon24/reader is not installed: pip install reader")
-            else:
-                db = str(root / "reader.sqlite")
-                rows["reader cold"] = measure(case_reader, db, ports, options.feeds, True)
-                phase.value = 1
-                rows["reader steady"] = measure(case_reader, db, ports, options.feeds, False)
-                rows["reader all-304"] = measure(case_reader, db, ports, options.feeds, False)
-    server.terminate()
+        corpus = None
+        if options.corpus == "template":
+            corpus = generate_template_feeds(options.feeds, root / "corpus")
+        server, ports, phase = start_server(options.feeds, options.latency, corpus)
+        sizes = [len(b) for b, _ in (
+            template_feeds(corpus, 0) if corpus else build_feeds(options.feeds, steady=False)
+        ).values()]  # fmt: skip
+        print(f"{options.feeds} {options.corpus} feeds, {sum(sizes) / len(sizes) / 1024:.0f} KB on average "
+              f"({min(sizes) // 1024}-{max(sizes) // 1024} KB), latency {options.latency * 1000:.0f} ms")  # fmt: skip
+        rows = _run_cases(options, root, ports, phase, corpus)
+        server.terminate()
+    _print_rows(rows)
+
+
+def _run_cases(
+    options: argparse.Namespace, root: Path, ports: list[int], phase: Any, corpus: Path | None
+) -> dict[str, tuple[float, float, float, float, float]]:
+    rows: dict[str, tuple[float, float, float, float, float]] = {}
+    folder = str(textile_feeds_config(root, ports, options.feeds))
+    etags = str(root / "etags.json")
+    rows["floor cold"] = measure(case_floor, ports, options.feeds, etags)
+    rows["floor all-304"] = measure(case_floor, ports, options.feeds, etags)
+    rows["textile-feeds cold"] = measure(case_textile_feeds, folder, False)
+    if corpus is not None:
+        print(stories_against_truth(Path(folder) / "state" / "db.sqlite", corpus / "0"))
+    phase.value = 1  # 10% of the feeds gain two items
+    rows["textile-feeds steady"] = measure(case_textile_feeds, folder, False)
+    rows["textile-feeds all-304"] = measure(case_textile_feeds, folder, False)
+    rows["textile-feeds publish"] = measure(case_textile_feeds, folder, True)
+    phase.value = 0
+    if options.postgres:
+        # Parsing inline in each worker: what scales here is the workers themselves.
+        settings = Path(folder) / "settings.yaml"
+        # Small batches: 16 hosts must spread over the workers (a real network has
+        # thousands of hosts for the default batch of 16).
+        settings.write_text(settings.read_text() + "parse_workers: 1\nworkers: {batch: 2}\n")
+        for count in (1, 3):
+            rows[f"{count} worker(s) cold"] = measure(
+                case_workers, folder, options.postgres, f"bench_workers_{count}", count
+            )
+    if not options.skip_reader:
+        try:
+            import reader  # noqa: F401
+        except ImportError:
+            print("lemon24/reader is not installed: pip install reader")
+        else:
+            db = str(root / "reader.sqlite")
+            rows["reader cold"] = measure(case_reader, db, ports, options.feeds, True)
+            phase.value = 1
+            rows["reader steady"] = measure(case_reader, db, ports, options.feeds, False)
+            rows["reader all-304"] = measure(case_reader, db, ports, options.feeds, False)
+    return rows
+
+
+def stories_against_truth(database: Path, corpus: Path) -> str:
+    """Pairs of items stored as one story against the generator's clusters."""
+    import itertools
+    import sqlite3
+    from collections import defaultdict
+
+    from aggregator.normalize import canonical_url
+
+    with sqlite3.connect(database) as db:
+        story_of = dict(db.execute("SELECT link, story_id FROM items WHERE link IS NOT NULL"))
+    truth = [json.loads(line) for line in (corpus / "truth.jsonl").read_text().splitlines()]
+    cluster_of = {canonical_url(t["link"]): t["cluster"] for t in truth}
+    clusters: dict[int, set[str]] = defaultdict(set)
+    for link, cluster in cluster_of.items():
+        if cluster is not None and link:
+            clusters[cluster].add(link)
+    found = missed = 0
+    for links in clusters.values():
+        for a, b in itertools.combinations(sorted(links), 2):
+            together = story_of.get(a) is not None and story_of.get(a) == story_of.get(b)
+            found, missed = found + together, missed + (not together)
+    stories: dict[int, list[str]] = defaultdict(list)
+    for link, story in story_of.items():
+        stories[story].append(link)
+    pairs = wrong = 0
+    for links in stories.values():
+        for a, b in itertools.combinations(links, 2):
+            pairs += 1
+            wrong += cluster_of.get(a) is None or cluster_of.get(a) != cluster_of.get(b)
+    return (
+        f"stories against the generator's truth: precision {(pairs - wrong) / max(pairs, 1):.3f}"
+        f" recall {found / max(found + missed, 1):.3f} (pairs stored together {pairs}, "
+        f"largest story {max(map(len, stories.values()), default=0)} reports)"
+    )
+
+
+def _print_rows(rows: dict[str, tuple[float, float, float, float, float]]) -> None:
     print(f"{'case':<22} {'wall s':>7} {'CPU s':>7} {'main CPU':>9} {'peak MiB':>9} {'all procs MiB':>14}")  # fmt: skip
     for name, (wall, cpu, main_cpu, peak, tree) in rows.items():
         print(f"{name:<22} {wall:>7.2f} {cpu:>7.2f} {main_cpu:>9.2f} {peak:>9.0f} {tree:>14.0f}")  # fmt: skip
