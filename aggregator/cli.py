@@ -161,7 +161,7 @@ def run(ctx: click.Context, config_dir: Path | None, once: bool) -> None:
 @click.pass_context
 def worker(ctx: click.Context, config_dir: Path | None) -> None:
     """Poll sources alongside other workers on one PostgreSQL database, until
-    SIGTERM/SIGINT (``database_url`` must be set; see "Several workers" in the README)."""
+    SIGTERM/SIGINT (database_url must be set; see "Several workers" in the README)."""
     config = _config(ctx, config_dir)
     _setup_logging(config, ctx.obj["verbose"], quiet_default=False)
     if not config.database_url:
@@ -197,17 +197,23 @@ def _worker_summary(config: AppConfig, storage: Storage) -> str:
 def status(ctx: click.Context, config_dir: Path | None, as_json: bool) -> None:
     """Show every source's polling state, problems first.
 
-    Exit status 1 when a source has failed ``status.failing_after`` polls in a row (for
-    monitoring), else 0."""
+    Exit status 1 when a source has failed status.failing_after polls in a row (for
+    monitoring), else 0. A configuration that never ran has no database, and status
+    does not create one."""
     config = _config(ctx, config_dir)
-    try:
-        storage = Storage.for_config(config)
-        states = storage.source_states()
-        total = storage.item_count()
-        storage.close()
-    except AggregatorError as exc:
-        click.echo(f"error: {exc}", err=True)
-        ctx.exit(EXIT_FAILURE)
+    states: dict[str, SourceState] = {}
+    total = 0
+    if config.database_url is None and not config.database_path.exists():
+        click.echo(f"no database yet at {config.database_path}: never run", err=True)
+    else:
+        try:
+            storage = Storage.for_config(config)
+            states = storage.source_states()
+            total = storage.item_count()
+            storage.close()
+        except AggregatorError as exc:
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(EXIT_FAILURE)
     rows = [source_status(config, source, states.get(source.id)) for source in config.sources]
     rows.sort(key=lambda row: (-row["severity"], row["id"]))
     if as_json:

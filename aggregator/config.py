@@ -46,7 +46,9 @@ FEED_FORMATS = {
     "json": "application/feed+json",
 }
 #: The pages published beside the feeds.
-SITE_FILES = frozenset({"index.html", "topics.opml", "all.opml", "sources.opml"})
+SITE_FILES = frozenset(
+    {"index.html", "topics.opml", "all.opml", "sources.opml", "icon.png", "favicon.png"}
+)
 
 DEFAULT_SETTINGS_FILE = "settings.yaml"
 DEFAULT_SOURCES_FILE = "sources.yaml"
@@ -339,6 +341,8 @@ class Settings(_Model):
     base_url: HttpUrl = "http://localhost:8000/"
     #: Title prefix of every published feed.
     site_title: NonEmptyStr = "Textile Feeds"
+    #: The language of the site's own words (titles, descriptions): feeds declare it.
+    site_language: NonEmptyStr = "en"
     #: Where a site owner can reach whoever runs this instance; goes into the User-Agent.
     contact_url: HttpUrl = "https://github.com/textile-feeds/textile-feeds"
     #: Overrides the whole User-Agent (default: "textile-feeds/<version> (+<contact_url>)").

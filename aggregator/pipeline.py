@@ -154,7 +154,7 @@ def run_cycle(
         recategorized and recategorized.changed
     )
     # Re-render only when items changed, an output file went missing, or what the feeds
-    # show besides items (titles, URLs, sources) changed: rendering 43 files costs more
+    # show besides items (titles, URLs, sources) changed: rendering 45 files costs more
     # than a whole all-304 cycle.
     publish_due = (
         changed

@@ -16,6 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from aggregator.cli import cli
+from aggregator.config import load_config
 from tests.conftest import (
     DATA,
     PROJECT,
@@ -45,6 +46,7 @@ def test_every_command_has_help() -> None:
         assert command.help, f"command {name!r} has no help text"
         code, out, _ = invoke(name, "--help")
         assert code == 0 and "Usage:" in out
+        assert "``" not in out, f"{name} --help shows reST markup"  # issue 18
 
 
 def test_check_valid_config(demo: Path) -> None:
@@ -76,7 +78,7 @@ def test_demo_runs_offline_and_a_rerun_changes_nothing(demo: Path) -> None:
     counts = {line.split()[0]: int(line.split()[1]) for line in topics_line.strip().splitlines()}
     assert len(counts) == 12
     assert sum(1 for n in counts.values() if n > 0) >= 8
-    assert "Feeds: 43 written, 0 unchanged" in out
+    assert "Feeds: 45 written, 0 unchanged" in out
     output = demo.parent.parent / "feeds_out"
     xml_feeds = sorted(p for p in output.iterdir() if p.suffix in (".rss", ".atom"))
     assert len(xml_feeds) == 26  # JSON Feed files are checked in test_publish
@@ -93,7 +95,7 @@ def test_demo_runs_offline_and_a_rerun_changes_nothing(demo: Path) -> None:
     # The chain-crawled html source always reads its start page (see pipeline).
     assert "Sources: 1 ok, 8 not modified, 0 failed" in again
     assert "New items: 0" in again
-    assert "Feeds: 0 written, 43 unchanged" in again
+    assert "Feeds: 0 written, 45 unchanged" in again
     assert {p.name: p.stat().st_mtime_ns for p in output.iterdir()} == mtimes
 
     code, status, _ = invoke("--config", str(demo), "status")
@@ -312,3 +314,15 @@ def test_a_cycle_of_304s_loads_no_parser_minhash_or_publisher(
     assert "Sources: 0 ok, 1 not modified" in again.stdout
     assert again.stdout.strip().splitlines()[-1] == "[]"
     assert [hit.status for hit in feed_server.hits] == [200, 304]
+
+
+def test_status_of_a_config_that_never_ran_creates_no_database(demo: Path) -> None:
+    """Issue 18: status used to create (and migrate) an empty database."""
+    config = load_config(demo)
+    assert not config.database_path.exists()
+    code, out, err = invoke("--config", str(demo), "status")
+    assert code == 0 and "never polled" in out and "never run" in err
+    assert not config.database_path.exists()
+    assert not config.database_path.parent.exists() or not any(
+        config.database_path.parent.iterdir()
+    )

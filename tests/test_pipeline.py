@@ -91,7 +91,7 @@ def test_cycle_end_to_end(setup: tuple[AppConfig, Storage, FeedServer]) -> None:
         "technical": 1,
     }
     # 4 topics and the all feed, 3 formats each, plus index.html and two OPML files.
-    assert len(report.files_written) == 19
+    assert len(report.files_written) == 21
 
     # The shared story: one entry, attributed to the first source, naming the second.
     for name in ("cotton.rss", "cotton.atom"):

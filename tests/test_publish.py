@@ -188,7 +188,8 @@ def test_feedgen_traps_are_handled() -> None:
         "https://snap.example/",  # a snapshot source has no public feed: its site stands in
     ]
     assert all(s.findtext("a:updated", namespaces=ATOM) for s in sources)
-    assert atom.find("a:entry/a:content", ATOM) is None
+    # feedgen's description() made an Atom <content> without type="html"; ours says it.
+    assert {c.get("type") for c in atom.findall("a:entry/a:content", ATOM)} == {"html"}
     assert atom.find("a:entry/a:summary", ATOM).get("type") == "html"
     assert [link.get("href") for link in atom.findall("a:link[@rel='self']", ATOM)] == [
         "https://feeds.example.org/textile/cotton.atom"
@@ -510,3 +511,32 @@ def test_websub_gives_up_and_reports(feed_server: FeedServer) -> None:
     )
     assert failed == ["https://f.example/x.atom"]
     assert waits == [1.0, 2.0, 4.0]
+
+
+def test_every_format_carries_icon_language_and_content(
+    demo_site: tuple[AppConfig, Path],
+) -> None:
+    """Issue 18: readers show a feed's icon and pick fonts by language; rss-parser
+    showed no content for any Atom entry (there was only a summary)."""
+    config, output = demo_site
+    base = config.settings.base_url.rstrip("/")
+    assert (output / "icon.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (output / "favicon.png").is_file()
+    document = json.loads((output / "all.json").read_text(encoding="utf-8"))
+    assert document["language"] == "en"
+    assert document["icon"] == f"{base}/icon.png"
+    assert document["favicon"] == f"{base}/favicon.png"
+    assert all(a.get("url") for item in document["items"] for a in item["authors"])
+    languages = {item["title"]: item.get("language") for item in document["items"]}
+    assert {chinese(title) for title in languages} == {True, False}  # both kinds shown
+    assert all((lang == "zh") == chinese(title) for title, lang in languages.items())
+    atom = feedparser.parse((output / "all.atom").read_bytes())
+    assert atom.feed.language == "en" and atom.feed.icon.endswith("/favicon.png")
+    assert atom.feed.logo.endswith("/icon.png")
+    with_text = [e for e in atom.entries if e.get("summary")]
+    assert with_text and all(e.get("content") for e in with_text)
+    assert all(e.content[0].value == e.summary for e in with_text)
+    rss = feedparser.parse((output / "all.rss").read_bytes())
+    assert rss.feed.language == "en" and rss.feed.image.href.endswith("/icon.png")
+    page = (output / "index.html").read_text(encoding="utf-8")
+    assert '<link rel="icon" type="image/png" sizes="64x64" href="favicon.png">' in page

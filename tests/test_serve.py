@@ -3,6 +3,7 @@ and a real feed reader (lemon24/reader) subscribing to it end to end."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import socket
 import threading
@@ -153,7 +154,7 @@ def test_a_real_feed_reader_subscribes(site: tuple[str, StatusLog, Path]) -> Non
     reader.update_feeds()
     entries = list(reader.get_entries())
     published = {
-        f.stem: f.read_text(encoding="utf-8").count("<entry>") + f.read_text().count("<item>")
+        f.stem: len(re.findall(r"<entry[ >]|<item>", f.read_text(encoding="utf-8")))
         for f in (output / "cashmere-wool.atom", output / "clusters-parks.rss")
     }
     assert len(entries) == sum(published.values()) > 0

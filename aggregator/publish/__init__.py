@@ -16,12 +16,13 @@ import tempfile
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 from aggregator.config import FEED_FORMATS, SITE_FILES, AppConfig
 from aggregator.errors import PublishError
 from aggregator.models import StoredItem
-from aggregator.publish.feeds import FORMATS, FeedSpec, feed_url, render
+from aggregator.publish.feeds import FAVICON, FORMATS, ICON, FeedSpec, feed_url, render
 from aggregator.publish.site import (
     render_all_opml,
     render_index,
@@ -125,6 +126,9 @@ def publish_site(config: AppConfig, feeds: Sequence[FeedSpec]) -> PublishResult:
     outputs.append((config.output_dir / "topics.opml", render_topics_opml(config, feeds), None))
     outputs.append((config.output_dir / "all.opml", render_all_opml(config, feeds), None))
     outputs.append((config.output_dir / "sources.opml", render_sources_opml(config), None))
+    for name in (ICON, FAVICON):
+        image = resources.files("aggregator.publish").joinpath("static", name).read_bytes()
+        outputs.append((config.output_dir / name, image, None))
 
     written: list[Path] = []
     unchanged: list[Path] = []

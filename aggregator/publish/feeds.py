@@ -26,6 +26,7 @@ from feedgen.feed import FeedGenerator
 from lxml import etree
 
 from aggregator import __version__
+from aggregator.cluster import chinese
 from aggregator.config import FEED_FORMATS, Settings
 from aggregator.models import SourceRef, StoredItem
 
@@ -50,6 +51,16 @@ class FeedSpec:
 
 def feed_url(settings: Settings, slug: str, extension: str) -> str:
     return f"{settings.base_url.rstrip('/')}/{slug}.{extension}"
+
+
+#: The site's images, published beside the feeds (``publish.static_files``).
+ICON = "icon.png"  # 512 x 512: JSON Feed icon, Atom logo, RSS image
+FAVICON = "favicon.png"  # 64 x 64: JSON Feed favicon, Atom icon, the front page
+XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
+
+
+def asset_url(settings: Settings, name: str) -> str:
+    return site_url(settings).rstrip("/") + "/" + name
 
 
 def site_url(settings: Settings) -> str:
@@ -101,6 +112,14 @@ def render_atom(spec: FeedSpec, *, settings: Settings, titles: dict[str, str]) -
         for link, ref in zip(links[1:], item.related, strict=True):
             link.set("rel", "related")
             link.set("title", ref.name)
+        if chinese(item.title):
+            element.set(XML_LANG, "zh")
+        # Content as well as summary: some readers (rss-parser) show only content.
+        summary = element.find(f"{{{ATOM_NS}}}summary")
+        if summary is not None and summary.text:
+            content = etree.Element(f"{{{ATOM_NS}}}content", type="html")
+            content.text = summary.text
+            summary.addnext(content)
         source = element.find(f"{{{ATOM_NS}}}source")
         if source is not None and item.sources:
             etree.SubElement(source, f"{{{ATOM_NS}}}id").text = source_feed(
@@ -119,6 +138,9 @@ def render_json(spec: FeedSpec, *, settings: Settings, titles: dict[str, str]) -
         "feed_url": feed_url(settings, spec.slug, "json"),
         "description": spec.description,
         "authors": [{"name": settings.site_title, "url": site_url(settings)}],
+        "language": settings.site_language,
+        "icon": asset_url(settings, ICON),
+        "favicon": asset_url(settings, FAVICON),
         "items": [_json_item(item, settings, titles) for item in spec.items],
     }
     if settings.websub_hub:
@@ -140,6 +162,8 @@ def _json_item(item: StoredItem, settings: Settings, titles: dict[str, str]) -> 
     }
     if item.summary_text:
         entry["summary"] = item.summary_text
+    if chinese(item.title):
+        entry["language"] = "zh"
     if primary:
         entry["_textile_feeds"] = {
             "about": "https://github.com/textile-feeds/textile-feeds#json-feed-extension",
@@ -187,6 +211,12 @@ def _generator(
     # feedgen uses the *last* link added as the RSS <channel><link>, whatever its rel.
     fg.link(href=site_url(settings), rel="alternate", type="text/html")
     fg.generator("textile-feeds", version=__version__, uri=GENERATOR_URI)
+    fg.language(settings.site_language)
+    fg.icon(asset_url(settings, FAVICON))
+    fg.logo(asset_url(settings, ICON))
+    if self_ext == "rss":
+        fg.image(url=asset_url(settings, ICON), title=f"{settings.site_title}: {spec.title}",
+                 link=site_url(settings))  # fmt: skip
     fg.updated(newest)
     fg.lastBuildDate(newest)
     # Readers should come back about as often as we poll the sources.
