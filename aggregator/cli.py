@@ -122,6 +122,131 @@ def check(ctx: click.Context, config_dir: Path | None) -> None:
 
 @cli.command()
 @config_option
+@click.argument("url")
+@click.option("--id", "source_id", help="The new source's id (default: from the feed's title).")
+@click.option("--name", help="Its name in attribution (default: the feed's title).")
+@click.option("--dry-run", is_flag=True, help="Print the entry instead of adding it.")
+@click.pass_context
+def add(
+    ctx: click.Context, config_dir: Path | None, url: str, source_id: str | None,
+    name: str | None, dry_run: bool,
+) -> None:  # fmt: skip
+    """Add a source from a feed or a home page URL: finds the feed (the page's
+    advertised feeds, then common paths), fetches it once to check it, and appends the
+    entry to sources.yaml, keeping the file's comments."""
+    from aggregator.fetch import Fetcher
+    from aggregator.subscribe import (
+        SubscribeError,
+        append_sources,
+        discover,
+        known_feed,
+        new_entry,
+    )
+
+    config = _config(ctx, config_dir)
+    try:
+        found = discover(url, Fetcher(config.settings.fetch, config.user_agent))
+        if existing := known_feed(config, found.url):
+            raise SubscribeError(f"{found.url} is already source {existing!r}")
+        entry = new_entry(found, (s.id for s in config.sources), source_id=source_id, name=name)
+        click.echo(f"found {found.url}: {found.title or '(untitled)'}, {found.entries} entries",
+                   err=True)  # fmt: skip
+        click.echo(_entry_yaml(entry), nl=False)
+        if not dry_run:
+            path = append_sources(config, [entry])
+            click.echo(f"added source {entry['id']!r} to {path}", err=True)
+    except SubscribeError as exc:
+        click.echo(f"error: {exc}", err=True)
+        ctx.exit(EXIT_FAILURE)
+
+
+@cli.command(name="import")
+@config_option
+@click.argument("opml", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--dry-run", is_flag=True, help="Print the entries instead of adding them.")
+@click.pass_context
+def import_(ctx: click.Context, config_dir: Path | None, opml: Path, dry_run: bool) -> None:
+    """Add every feed of an OPML subscription list (as Miniflux, reader or newsboat
+    export it): each is fetched once to check it; duplicates and failures are reported
+    and left out. Exit 1 if any failed."""
+    from aggregator.fetch import Fetcher
+    from aggregator.subscribe import (
+        SubscribeError,
+        append_sources,
+        discover,
+        known_feed,
+        new_entry,
+        opml_feeds,
+    )
+
+    config = _config(ctx, config_dir)
+    fetcher = Fetcher(config.settings.fetch, config.user_agent)
+    try:
+        outlines = opml_feeds(opml)
+    except SubscribeError as exc:
+        click.echo(f"error: {exc}", err=True)
+        ctx.exit(EXIT_CONFIG)
+    taken = [s.id for s in config.sources]
+    seen: dict[str, str] = {}
+    added, duplicates, failures = [], 0, 0
+    for url, title in outlines:
+        try:
+            found = discover(url, fetcher)
+        except SubscribeError as exc:
+            failures += 1
+            click.echo(f"failed     {url}: {exc}", err=True)
+            continue
+        existing = known_feed(config, found.url) or seen.get(found.url)
+        if existing:
+            duplicates += 1
+            click.echo(f"duplicate  {url}: already source {existing!r}", err=True)
+            continue
+        entry = new_entry(found, taken, name=None if found.title else title or None)
+        taken.append(entry["id"])
+        seen[found.url] = entry["id"]
+        added.append(entry)
+        click.echo(f"ok         {url}: {entry['id']}", err=True)
+    for entry in added:
+        click.echo(_entry_yaml(entry), nl=False)
+    if added and not dry_run:
+        try:
+            path = append_sources(config, added)
+        except SubscribeError as exc:
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(EXIT_FAILURE)
+        click.echo(f"added {len(added)} sources to {path}", err=True)
+    click.echo(f"{len(outlines)} feeds in {opml.name}: {len(added)} "
+               f"{'to add' if dry_run else 'added'}, {duplicates} duplicates, "
+               f"{failures} failed", err=True)  # fmt: skip
+    if failures:
+        ctx.exit(EXIT_FAILURE)
+
+
+@cli.command()
+@config_option
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write to this file instead of standard output.")  # fmt: skip
+@click.pass_context
+def export(ctx: click.Context, config_dir: Path | None, output: Path | None) -> None:
+    """Write the sources' feeds as an OPML 2.0 subscription list."""
+    from aggregator.publish.site import render_sources_opml
+
+    config = _config(ctx, config_dir)
+    document = render_sources_opml(config)
+    if output is None:
+        click.echo(document.decode("utf-8"), nl=False)
+    else:
+        output.write_bytes(document)
+
+
+def _entry_yaml(entry: dict[str, str]) -> str:
+    import yaml
+
+    return str(yaml.safe_dump([entry], allow_unicode=True, sort_keys=False))
+
+
+@cli.command()
+@config_option
 @click.option("--once", is_flag=True, help="Poll every source once, publish, and exit (for cron).")
 @click.pass_context
 def run(ctx: click.Context, config_dir: Path | None, once: bool) -> None:
