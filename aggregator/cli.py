@@ -10,7 +10,7 @@ import json
 import logging
 import sys
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,7 +25,7 @@ from aggregator.curate import explain as explain_item
 from aggregator.curate import preview as preview_topic
 from aggregator.curate import recategorize as recategorize_items
 from aggregator.errors import AggregatorError, ConfigError
-from aggregator.models import CycleReport, FetchOutcome, SourceState
+from aggregator.models import CycleReport, FetchOutcome, SourceReport, SourceState
 from aggregator.pipeline import publish_stored, run_cycle, try_source
 from aggregator.storage import Storage
 from aggregator.storage.lock import database_lock
@@ -239,6 +239,33 @@ def export(ctx: click.Context, config_dir: Path | None, output: Path | None) -> 
         output.write_bytes(document)
 
 
+@contextmanager
+def progress_line(*, enabled: bool) -> Iterator[Callable[[int, SourceReport | None], None] | None]:
+    """A live line (rich): sources done of total, new items, failures; None when
+    ``enabled`` is false (no terminal: cron, CI and pipes get the summary alone)."""
+    if not enabled:
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    columns = (TextColumn("polling"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[new]} new, {task.fields[failed]} failed"))  # fmt: skip
+    with Progress(*columns, transient=True, console=Console(stderr=True)) as bar:
+        task = bar.add_task("poll", total=None, new=0, failed=0)
+        counts = {"new": 0, "failed": 0}
+
+        def advance(total: int, report: SourceReport | None) -> None:
+            if report is None:
+                bar.update(task, total=total)
+                return
+            counts["new"] += report.new_items
+            counts["failed"] += report.outcome is FetchOutcome.FAILED
+            bar.update(task, advance=1, new=counts["new"], failed=counts["failed"])
+
+        yield advance
+
+
 def _entry_yaml(entry: dict[str, str]) -> str:
     import yaml
 
@@ -248,9 +275,15 @@ def _entry_yaml(entry: dict[str, str]) -> str:
 @cli.command()
 @config_option
 @click.option("--once", is_flag=True, help="Poll every source once, publish, and exit (for cron).")
+@click.option(
+    "--listen",
+    metavar="HOST:PORT",
+    help="The daemon serves /healthz and /metrics here (default: status.listen).",
+)
 @click.pass_context
-def run(ctx: click.Context, config_dir: Path | None, once: bool) -> None:
-    """Poll sources and publish feeds: once, or as a daemon until SIGTERM/SIGINT."""
+def run(ctx: click.Context, config_dir: Path | None, once: bool, listen: str | None) -> None:
+    """Poll sources and publish feeds: once, or as a daemon until SIGTERM/SIGINT. On a
+    terminal, run --once shows a progress line; from cron or a pipe only the summary."""
     config = _config(ctx, config_dir)
     _setup_logging(config, ctx.obj["verbose"], quiet_default=once)
     try:
@@ -266,14 +299,15 @@ def run(ctx: click.Context, config_dir: Path | None, once: bool) -> None:
                 return
             with database_lock(config, storage):
                 if once:
-                    report = run_cycle(config, storage)
+                    with progress_line(enabled=sys.stderr.isatty()) as progress:
+                        report = run_cycle(config, storage, progress=progress)
                     click.echo(format_report(report, config))
                     if report.publish_errors:
                         ctx.exit(EXIT_FAILURE)
                 else:
                     from aggregator.scheduler import run_daemon
 
-                    run_daemon(config, storage)
+                    run_daemon(config, storage, listen=listen)
         finally:
             storage.close()
     except AggregatorError as exc:
@@ -432,7 +466,7 @@ def _when(moment: datetime | None) -> str:
 @click.pass_context
 def serve(ctx: click.Context, config_dir: Path | None, host: str, port: int) -> None:
     """Serve the output folder over HTTP (ETag/304, gzip, feed content types,
-    Cache-Control of half the poll interval)."""
+    Cache-Control of half the poll interval), with /healthz and /metrics."""
     import uvicorn
 
     from aggregator.serve import create_app
@@ -442,7 +476,7 @@ def serve(ctx: click.Context, config_dir: Path | None, host: str, port: int) -> 
     click.echo(f"serving {config.output_dir} on http://{host}:{port}/", err=True)
     # Feeds change once a cycle: caches may keep them half a poll interval.
     max_age = int(config.settings.poll_interval // 2)
-    app = create_app(config.output_dir, max_age=max_age)
+    app = create_app(config.output_dir, max_age=max_age, config=config)
     uvicorn.run(app, host=host, port=port, log_level="info")
 
 

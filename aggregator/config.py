@@ -198,6 +198,15 @@ def _pattern(regex: re.Pattern[str], what: str) -> Callable[[object], str]:
 
 
 Duration = Annotated[float, BeforeValidator(_duration)]
+ListenAddress = Annotated[
+    str,
+    BeforeValidator(
+        _pattern(
+            re.compile(r"^(\[[0-9a-fA-F:]+\]|[\w.-]*):\d{1,5}$"),
+            "expected host:port, e.g. 127.0.0.1:9180",
+        )
+    ),
+]
 DurationOrZero = Annotated[float, BeforeValidator(_duration_or_zero)]
 Size = Annotated[int, BeforeValidator(_size)]
 #: A term as written: a string, or the sorted items of its mapping form.
@@ -314,6 +323,12 @@ class LoggingSettings(_Model):
 class StatusSettings(_Model):
     #: ``status`` exits 1 when a source has failed this many polls in a row.
     failing_after: int = Field(default=3, ge=1)
+    #: ``/healthz`` answers 503 when no cycle ended for this long (default: three poll
+    #: intervals).
+    stale_after: Duration | None = None
+    #: "host:port" the daemon and workers serve ``/healthz`` and ``/metrics`` on
+    #: (``run --listen`` overrides it); none by default.
+    listen: ListenAddress | None = None
 
 
 class WorkerSettings(_Model):

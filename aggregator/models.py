@@ -318,6 +318,9 @@ class SourceReport:
     updated_items: int = 0
     #: When the source will be tried next (for a deferred one: after its host's wait).
     next_check_at: datetime | None = None
+    #: Seconds its fetch took, and the kind of failure ("http", "timeout", "parse", ...).
+    fetch_seconds: float = 0.0
+    error_type: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -333,6 +336,9 @@ class CycleReport:
     publish_errors: tuple[str, ...] = ()
     #: The feeds need publishing, which the caller chose to do itself (workers).
     publish_due: bool = False
+    #: Seconds publishing took (0 when nothing was published), and the whole cycle.
+    publish_seconds: float = 0.0
+    seconds: float = 0.0
 
     @property
     def new_items(self) -> int:

@@ -23,6 +23,7 @@ from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -94,13 +95,17 @@ def run_cycle(
     workers: Workers | None = None,
     only: Callable[[SourceConfig], bool] | None = None,
     publish: bool = True,
+    progress: Callable[[int, SourceReport | None], None] | None = None,
 ) -> CycleReport:
     """Poll the enabled sources (only those due, if ``due_only``), store what is new,
     and republish every topic. ``stop`` ends the cycle after the current source.
     ``workers``: parse worker processes to use when the cycle is big enough (the
     daemon keeps them across cycles); without, a big cycle starts and stops its own.
     ``only``: poll just the sources it accepts (a worker's leased hosts). ``publish``
-    False leaves publishing to the caller (``report.publish_due`` says whether it is)."""
+    False leaves publishing to the caller (``report.publish_due`` says whether it is).
+    ``progress(total, report)``: called once with the number of sources to poll and no
+    report, then with each source's report as it is stored."""
+    started = time.monotonic()
     now = now or datetime.now(UTC)
     rng = rng or random.Random()
     fetcher = fetcher or Fetcher(config.settings.fetch, config.user_agent)
@@ -129,6 +134,10 @@ def run_cycle(
         wanted = source.enabled and (only is None or only(source))
         if wanted and (not due_only or _is_due(state, now)):
             polls.append(_plan(config, source, state, recent.get(source.id, 0), now))
+    on_report = None
+    if progress is not None:
+        progress(len(polls), None)
+        on_report = partial(progress, len(polls))
     own_workers = workers is None
     workers = workers or Workers()
     preparer = workers.preparer(config) if _wants_workers(config, len(polls)) else None
@@ -138,7 +147,7 @@ def run_cycle(
         delivered = _Delivered(config, storage, polls, now) if preparer is not None else None
         cycle = _Cycle(config=config, storage=storage, fetcher=fetcher, shared=shared,
                        now=now, rng=rng, stop=stop, preparer=preparer, writes=writes,
-                       delivered=delivered)  # fmt: skip
+                       delivered=delivered, progress=on_report)  # fmt: skip
         try:
             reports = poll_sources(cycle, polls, blocked)
             if shared.stories.counted:
@@ -162,7 +171,24 @@ def run_cycle(
         or storage.meta(PUBLISH_FINGERPRINT) != publish_fingerprint(config)
     )
     report = _report(config, storage, tuple(reports), publish=publish and publish_due)
-    return replace(report, publish_due=publish_due and not publish)
+    report = replace(
+        report, publish_due=publish_due and not publish, seconds=time.monotonic() - started
+    )
+    _record_cycle(storage, report, datetime.now(UTC))
+    return report
+
+
+#: Meta key of the last cycle's facts (``/healthz``, ``/metrics``).
+LAST_CYCLE = "last_cycle"
+
+
+def _record_cycle(storage: Storage, report: CycleReport, finished: datetime) -> None:
+    """When the last cycle ended and what it did, for health checks in any process."""
+    storage.set_meta(LAST_CYCLE, json.dumps({
+        "finished_at": finished.isoformat(), "seconds": round(report.seconds, 3),
+        "publish_seconds": round(report.publish_seconds, 3), "sources": len(report.sources),
+        "new_items": report.new_items,
+    }))  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -327,6 +353,8 @@ class _Cycle:
     writes: _GroupCommit
     #: What each source delivered lately (workers skip those entries).
     delivered: _Delivered | None = None
+    #: Told each source's report as soon as it is stored (a progress line).
+    progress: Callable[[SourceReport], None] | None = None
 
     def stopping(self, left: int) -> bool:
         if self.stop is None or not self.stop.is_set():
@@ -528,7 +556,7 @@ def _ingest(cycle: _Cycle, poll: _Poll, fetched: _Fetched) -> SourceReport:
                "status": result.status, "duration": round(result.duration, 3),
                "bytes": fetched.body_size, "new": stored.new, "updated": stored.updated},
     )  # fmt: skip
-    return SourceReport(
+    report = SourceReport(
         source_id=source.id,
         outcome=update.outcome,
         error=update.error,
@@ -537,7 +565,12 @@ def _ingest(cycle: _Cycle, poll: _Poll, fetched: _Fetched) -> SourceReport:
         new_items=stored.new,
         updated_items=stored.updated,
         next_check_at=update.next_check_at,
+        fetch_seconds=result.duration,
+        error_type=update.error_type if update.outcome is FetchOutcome.FAILED else None,
     )
+    if cycle.progress is not None:
+        cycle.progress(report)
+    return report
 
 
 @dataclass(frozen=True, slots=True)
@@ -671,8 +704,11 @@ def _report(
     written: tuple[str, ...] = ()
     errors: tuple[str, ...] = ()
     unchanged = len(_outputs(config))
+    publish_seconds = 0.0
     if publish:
+        publishing = time.monotonic()
         result = publish_all(config, storage)
+        publish_seconds = time.monotonic() - publishing
         written = tuple(str(p) for p in result.written)
         unchanged, errors = len(result.unchanged), result.errors
     counts = storage.topic_counts()
@@ -682,6 +718,7 @@ def _report(
         files_written=written,
         files_unchanged=unchanged,
         publish_errors=errors,
+        publish_seconds=publish_seconds,
     )
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -130,21 +131,49 @@ def _stamps(files: tuple[Path, ...]) -> tuple[tuple[int, int] | None, ...]:
     return tuple(stamps)
 
 
-def run_daemon(config: AppConfig, storage: Storage, stop: threading.Event | None = None) -> None:
-    """Poll due sources until SIGINT/SIGTERM (or ``stop`` is set), then return."""
+def run_daemon(
+    config: AppConfig,
+    storage: Storage,
+    stop: threading.Event | None = None,
+    *,
+    listen: str | None = None,
+) -> None:
+    """Poll due sources until SIGINT/SIGTERM (or ``stop`` is set), then return.
+    ``listen`` ("host:port", else ``status.listen``): serve /healthz and /metrics."""
+    from aggregator.operations import Metrics, sd_notify, serve_operations, watchdog_seconds
+
     stop = stop or threading.Event()
     watcher = ConfigWatcher(config)
+    metrics = Metrics(config, storage)
+    listen = listen or config.settings.status.listen
+    operations = serve_operations(listen, metrics) if listen else None
+    # The watchdog hears from us while cycles make progress: at each source stored
+    # and between rounds; a round stuck for four intervals goes quiet and is restarted.
+    ping_every = watchdog_seconds()
+    last_progress = [time.monotonic()]
+    running = threading.Event()
+
+    def progressed(_total: int, _report: object) -> None:
+        last_progress[0] = time.monotonic()
+
     # Parse workers live as long as the daemon once a big cycle started them.
     workers = Workers()
     scheduler = new_scheduler()
 
     def poll_due() -> None:
-        watcher.maybe_reload()
+        if watcher.maybe_reload():
+            metrics.config = watcher.config
+        running.set()
         try:
-            report = run_cycle(watcher.config, storage, due_only=True, stop=stop, workers=workers)
+            report = run_cycle(watcher.config, storage, due_only=True, stop=stop,
+                               workers=workers, progress=progressed)  # fmt: skip
         except AggregatorError as exc:  # e.g. the disk is full: log, retry next tick
             log.error("cycle failed: %s", exc)
             return
+        finally:
+            running.clear()
+            last_progress[0] = time.monotonic()
+        metrics.record(report)
         if report.sources:
             log.info(
                 "cycle done sources=%d new_items=%d files_written=%d",
@@ -172,12 +201,22 @@ def run_daemon(config: AppConfig, storage: Storage, stop: threading.Event | None
     previous = {sig: signal.signal(sig, handler) for sig, handler in handlers.items()}
     scheduler.start()
     log.info("daemon started sources=%d tick=%ss", len(config.sources), tick_seconds(config))
+    sd_notify("READY=1")
+    pinged = 0.0
     try:
-        while not stop.wait(timeout=1.0):
-            pass
+        while not stop.wait(timeout=min(1.0, ping_every or 1.0)):
+            now = time.monotonic()
+            due = bool(ping_every) and now - pinged >= (ping_every or 0.0)
+            progressing = not running.is_set() or now - last_progress[0] < 4 * (ping_every or 0)
+            if due and progressing:
+                sd_notify("WATCHDOG=1")
+                pinged = now
     finally:
+        sd_notify("STOPPING=1")
         scheduler.shutdown(wait=True)  # lets a running cycle finish its current source
         workers.close()
+        if operations is not None:
+            operations.shutdown()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         log.info("daemon stopped")

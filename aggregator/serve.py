@@ -11,17 +11,20 @@ a dotfile (a killed publish's temporary file), a README or anything else put the
 from __future__ import annotations
 
 import mimetypes
+from datetime import UTC, datetime
 from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.datastructures import MutableHeaders
 from starlette.middleware import Middleware
 from starlette.middleware.gzip import GZipMiddleware
-from starlette.responses import Response
-from starlette.routing import Mount
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from aggregator.config import AppConfig
 from aggregator.publish import is_published_name
 
 CONTENT_TYPES = {
@@ -94,14 +97,49 @@ class GzipETags:
         await self.app(scope, receive, send_tagged)
 
 
-def create_app(output_dir: Path, *, max_age: int = 300) -> Starlette:
+def create_app(
+    output_dir: Path, *, max_age: int = 300, config: AppConfig | None = None
+) -> Starlette:
     """An ASGI app serving what the publisher wrote to ``output_dir`` (``/`` is
     index.html); every other path is 404. Caches may keep an answer ``max_age``
-    seconds (the CLI passes half the poll interval: feeds change once a cycle)."""
+    seconds (the CLI passes half the poll interval: feeds change once a cycle). With a
+    ``config``, also ``/healthz`` and ``/metrics`` (``operations``) from its database."""
     for extension, kind in CONTENT_TYPES.items():
         mimetypes.add_type(kind, extension)
     files = PublishedFiles(directory=output_dir, max_age=max_age)
+    routes: list[BaseRoute] = []
+    if config is not None:
+        routes += _operations_routes(config)
+    routes.append(Mount("/", app=files, name="feeds"))
     return Starlette(
-        routes=[Mount("/", app=files, name="feeds")],
+        routes=routes,
         middleware=[Middleware(GzipETags), Middleware(GZipMiddleware, minimum_size=500)],
     )
+
+
+def _operations_routes(config: AppConfig) -> list[BaseRoute]:
+    from aggregator.operations import CONTENT_TYPE, Metrics, check_health
+    from aggregator.storage import Storage
+
+    def storage() -> Storage | None:
+        """The database, opened on first use; never created (a config that never ran
+        has none: health says so)."""
+        if metrics.storage is None and (
+            config.database_url is not None or config.database_path.exists()
+        ):
+            metrics.storage = Storage.for_config(config)
+        return metrics.storage
+
+    metrics = Metrics(config)
+
+    def healthz(_request: Request) -> Response:
+        health = check_health(config, storage(), datetime.now(UTC))
+        headers = {"cache-control": "no-store"}
+        return JSONResponse(health.facts, status_code=200 if health.ok else 503, headers=headers)
+
+    def metrics_page(_request: Request) -> Response:
+        storage()
+        return Response(metrics.exposition(), media_type=CONTENT_TYPE,
+                        headers={"cache-control": "no-store"})  # fmt: skip
+
+    return [Route("/healthz", healthz), Route("/metrics", metrics_page)]
