@@ -187,3 +187,13 @@ def database_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
         yield None
         return
     yield from request.getfixturevalue("postgres_server").database()
+
+
+def skip_without(reason: str) -> None:
+    """Skip a test whose outside tool is missing, with the reason; fail instead when
+    TEXTILE_FEEDS_REQUIRE_TOOLS is set (CI installs them: a skip there would hide it)."""
+    import os
+
+    if os.environ.get("TEXTILE_FEEDS_REQUIRE_TOOLS"):
+        pytest.fail(f"required tool missing: {reason}")
+    pytest.skip(reason)

