@@ -91,7 +91,16 @@ def signature(title: str, text: str) -> bytes:
     Stored band keys derive from it: changing it needs a migration rebuilding the
     band index (migration 9 did, when SHA-1 per shingle string gave way to cached token
     hashes: 0.24 -> ~0.1 ms an item)."""
-    hashes = shingle_hashes(tokens(f"{title} . {text}"))
+    return signature_of(shingle_hashes(tokens(f"{title} . {text}")))
+
+
+def distinct_hashes(hashes: np.ndarray) -> bytes:
+    """Shingle hashes sorted and each once, 4 bytes apiece (``stories.Report.pairs``)."""
+    return np.unique(hashes).astype("<u4").tobytes()
+
+
+def signature_of(hashes: np.ndarray) -> bytes:
+    """``signature`` from the shingle hashes (``shingle_hashes``)."""
     if not hashes.size:
         return _EMPTY.tobytes()
     permuted = hashes.reshape(-1, 1) * _A + _B  # uint32: the wrap-around is the modulo

@@ -653,6 +653,7 @@ def _store_racing(
             with tx.savepoint():
                 return _store_items(tx, shared, ready, now, source.name)
         except ConflictError as exc:
+            shared.stories.forget()  # it cached reports of ids now rolled back
             if attempt == MAX_STORE_RETRIES:
                 raise
             log.info("source=%s lost a race on a stored key; deciding again: %s", source.id, exc)

@@ -49,6 +49,9 @@ class ReadyItem:
     item: Item
     topics: tuple[TopicMatch, ...]
     bands: bytes
+    #: Its word pairs for the story stage (``stories.pair_hashes``), from the same
+    #: tokens as its MinHash.
+    pairs: bytes = b""
 
     @property
     def complete(self) -> bool:
@@ -130,14 +133,21 @@ def ready_items(
 
 
 def complete_item(item: Item, topics: Sequence[CompiledTopic], source_name: str) -> ReadyItem:
-    from aggregator.cluster import figures
-    from aggregator.minhash import band_blob, figure_blob, signature
+    from aggregator.cluster import figures, tokens
+    from aggregator.minhash import (
+        band_blob,
+        distinct_hashes,
+        figure_blob,
+        shingle_hashes,
+        signature_of,
+    )
 
+    hashes = shingle_hashes(tokens(f"{item.title} . {item.summary_text}"))
     return ReadyItem(
         item=item,
         topics=categorize(item, topics, source_name),
-        bands=band_blob(signature(item.title, item.summary_text))
-        + figure_blob(figures(item.title, item.summary_text)),
+        bands=band_blob(signature_of(hashes)) + figure_blob(figures(item.title, item.summary_text)),
+        pairs=distinct_hashes(hashes),
     )
 
 

@@ -30,7 +30,7 @@ from aggregator.cluster import (
     chinese,
     figures,
     judge,
-    shingles,
+    tokens,
 )
 from aggregator.storage import NewItem, StoryJoin, Transaction
 
@@ -50,8 +50,8 @@ MAX_CANDIDATES = 12
 #: A band or figure key held by more stored items than this is left out of the
 #: ranking: it marks a template, not a story (like a stop word).
 MAX_ITEMS_A_KEY = 64
-#: Stored reports kept taken apart during a cycle (about 4 kB each).
-REPORTS_KEPT = 4096
+#: Reports kept taken apart during a cycle (about 1.5 kB each: pairs, figures, text).
+REPORTS_KEPT = 16384
 
 
 class WordPairCounts:
@@ -88,15 +88,13 @@ class WordPairCounts:
     def to_bytes(self) -> bytes:
         return zlib.compress(self.counts.tobytes(), 1)
 
-    def _slots(self, pairs: frozenset[int]) -> np.ndarray:
+    def add(self, pairs: bytes) -> None:
+        """Count one report's word pairs (``Report.pairs``)."""
         import numpy as np
 
-        return np.fromiter(pairs, dtype=np.uint32, count=len(pairs)) & (self.SIZE - 1)
-
-    def add(self, pairs: frozenset[int]) -> None:
         if not pairs:
             return
-        slots = self._slots(pairs)
+        slots = np.frombuffer(pairs, dtype=np.uint32) & (self.SIZE - 1)
         self.counts[slots] = self.counts[slots] + (self.counts[slots] < 0xFFFF)
         self.reports += 1
         self.changed = True
@@ -104,37 +102,47 @@ class WordPairCounts:
             self.counts >>= 1
             self.reports //= 2
 
-    def weights(self, pairs: frozenset[int]) -> dict[int, float]:
-        """How much each pair counts: 1, or COMMON_AT / n for a pair n > COMMON_AT
-        recent reports carry (boilerplate counts for little, never for nothing)."""
-        if not pairs:
-            return {}
-        ordered = list(pairs)
-        seen = self.counts[self._slots(pairs)].tolist()
-        return {
-            p: 1.0 if n <= self.COMMON_AT else self.COMMON_AT / n
-            for p, n in zip(ordered, seen, strict=True)
-        }
+    def weights(self, pairs: bytes) -> np.ndarray:
+        """How much each pair counts, in ``pairs``' order: 1, or COMMON_AT / n for a
+        pair n > COMMON_AT recent reports carry (boilerplate counts for little, never
+        for nothing)."""
+        import numpy as np
+
+        seen = self.counts[np.frombuffer(pairs, dtype=np.uint32) & (self.SIZE - 1)]
+        return np.minimum(1.0, self.COMMON_AT / np.maximum(seen, 1))
 
 
-def weighted_similarity(a: Mapping[int, float], b: Mapping[int, float]) -> float:
-    """Weighted Jaccard of two reports' word pairs (weights from ``WordPairCounts``)."""
-    shared = sum(weight for pair, weight in a.items() if pair in b)
-    union = sum(a.values()) + sum(b.values()) - shared
+def weighted_similarity(a: bytes, weights_a: np.ndarray, b: bytes, weights_b: np.ndarray) -> float:
+    """Weighted Jaccard of two reports' word pairs (sorted hashes, weights from
+    ``WordPairCounts.weights``)."""
+    import numpy as np
+
+    if not a or not b:
+        return 0.0
+    _, in_a, _ = np.intersect1d(
+        np.frombuffer(a, dtype=np.uint32), np.frombuffer(b, dtype=np.uint32),
+        assume_unique=True, return_indices=True,
+    )  # fmt: skip
+    shared = float(weights_a[in_a].sum())
+    union = float(weights_a.sum()) + float(weights_b.sum()) - shared
     return shared / union if union else 0.0
 
 
-def pair_hashes(title: str, text: str) -> frozenset[int]:
-    """The report's word pairs (``cluster.shingles``), as stable 32-bit hashes: they
-    index the stored counters, and compare as fast as the words."""
-    return frozenset(zlib.crc32(p.encode()) for p in shingles(title, text))
+def pair_hashes(title: str, text: str) -> bytes:
+    """The report's word pairs (``cluster.shingles``) as sorted, distinct 32-bit hashes,
+    the ones its MinHash is made of (``minhash.shingle_hashes``): they index the stored
+    counters, compare in one numpy call, and ship and cache in 4 bytes a pair."""
+    from aggregator.minhash import distinct_hashes, shingle_hashes
+
+    return distinct_hashes(shingle_hashes(tokens(f"{title} . {text}")))
 
 
 @dataclass(frozen=True, slots=True)
 class Report:
     """What the decision compares of one report."""
 
-    pairs: frozenset[int]
+    #: Word pairs: sorted distinct hashes (``pair_hashes``).
+    pairs: bytes
     figures: frozenset[str]
     chinese: bool
     #: The figures and the places its title names: a template's reports differ there.
@@ -144,13 +152,14 @@ class Report:
     words: str = ""
 
     @classmethod
-    def of(cls, title: str, text: str) -> Report:
+    def of(cls, title: str, text: str, pairs: bytes | None = None) -> Report:
+        """``pairs``: the report's ``pair_hashes``, when already known."""
         from aggregator.places import place_index
 
         places = {n: None for names in place_index().find(title).values() for n in names}
         return cls(
-            pair_hashes(title, text), figures(title, text), chinese(title),
-            title_figures=figures(title, ""), title_places=tuple(places),
+            pair_hashes(title, text) if pairs is None else pairs, figures(title, text),
+            chinese(title), title_figures=figures(title, ""), title_places=tuple(places),
             words=f"{title} {text}",
         )  # fmt: skip
 
@@ -201,9 +210,10 @@ def decide_story(
     for item_id, candidate in sorted(candidates.items()):
         theirs = candidate.report
         their_weights = counts.weights(theirs.pairs)
-        short = min(len(mine.pairs), len(theirs.pairs)) < settings.short_text
+        pairs = min(len(mine.pairs), len(theirs.pairs)) // 4  # 4 bytes a pair
+        short = pairs < settings.short_text
         evidence = judge(
-            weighted_similarity(my_weights, their_weights),
+            weighted_similarity(mine.pairs, my_weights, theirs.pairs, their_weights),
             settings.threshold + (settings.short_text_margin if short else 0.0),
             mine.figures, theirs.figures, cross_lingual=theirs.chinese != mine.chinese,
         )  # fmt: skip
@@ -251,8 +261,12 @@ class StoryStage:
     #: The transaction the index last caught up in (once per transaction is enough).
     caught_up_in: Transaction | None = None
     counts: WordPairCounts | None = None
-    #: Stored reports lately compared, taken apart (``_candidates``).
+    #: Reports lately stored or compared, taken apart (``_candidates``), and their
+    #: stories as this transaction knows them (merges move them; another worker's
+    #: commits show in the next transaction).
     reports: OrderedDict[int, Report] = field(default_factory=OrderedDict)
+    story_of: dict[int, int] = field(default_factory=dict)
+    stories_seen_in: Transaction | None = None
 
     def band_index(self, tx: Transaction) -> BandIndex:
         """The cycle's band index, with what other writers committed since its last
@@ -303,7 +317,7 @@ class StoryStage:
             min(published) - window,
             max(published) + window,
         )
-        reports = [Report.of(r.item.title, r.item.summary_text) for r in fresh]
+        reports = [Report.of(r.item.title, r.item.summary_text, r.pairs or None) for r in fresh]
         for report in reports:  # a feed's own boilerplate counts before it is compared
             counts.add(report.pairs)
         in_batch: dict[int, list[int]] = {}
@@ -314,7 +328,7 @@ class StoryStage:
             bands_shared = _shared_keys(band_keys, when, window, stored, in_batch, pending)
             figures_shared = _shared_keys(figure_keys, when, window, stored, in_batch, pending)
             chosen = _best_candidates(bands_shared, figures_shared)
-            found = _candidates(tx, chosen, pending, self.reports)
+            found = self._candidates(tx, chosen, pending)
             story = decide_story(report, found, counts, self.settings)
             item_id = tx.reserve_id("items")
             story_id = story.story_id
@@ -322,6 +336,10 @@ class StoryStage:
                 story_id = tx.reserve_id("stories")
             elif story.merged:
                 batch, pending = _merge(tx, story_id, story.merged, batch, pending)
+                gone = set(story.merged)
+                for known, held in self.story_of.items():
+                    if held in gone:
+                        self.story_of[known] = story_id
             batch.append(NewItem(
                 item_id=item_id, item=ready.item, story_id=story_id,
                 new_story=story.story_id is None, similarity=story.similarity,
@@ -333,32 +351,46 @@ class StoryStage:
         index.add(
             (new.item_id, when, new.bands) for new, when in zip(batch, published, strict=True)
         )
+        for new in batch:  # this cycle's reports are the next ones' likeliest candidates
+            self._keep(new.item_id, pending[new.item_id].report, new.story_id)
         return batch
 
+    def forget(self) -> None:
+        """Drop what the caches hold (a write rolled back: some ids never got stored)."""
+        self.reports.clear()
+        self.story_of.clear()
 
-def _candidates(
-    tx: Transaction,
-    chosen: set[int],
-    pending: Mapping[int, _Pending],
-    known: OrderedDict[int, Report],
-) -> dict[int, Candidate]:
-    """The chosen candidates' reports and stories. Stored reports are read and taken
-    apart once per cycle while they are among the last REPORTS_KEPT used: the same
-    template reports are candidates of many new items."""
-    found = {c: Candidate(p.report, p.story_id) for c in chosen if (p := pending.get(c))}
-    stored = sorted(c for c in chosen if c not in pending)
-    cached = [c for c in stored if c in known]
-    for item_id, story_id in tx.story_ids(cached).items():
-        known.move_to_end(item_id)
-        found[item_id] = Candidate(known[item_id], story_id)
-    for item_id, (title, text, story_id) in tx.item_texts(
-        c for c in stored if c not in known
-    ).items():
-        report = known[item_id] = Report.of(title, text)
-        found[item_id] = Candidate(report, story_id)
-    while len(known) > REPORTS_KEPT:
-        known.popitem(last=False)
-    return found
+    def _keep(self, item_id: int, report: Report, story_id: int) -> None:
+        self.reports[item_id] = report
+        self.reports.move_to_end(item_id)
+        self.story_of[item_id] = story_id
+        while len(self.reports) > REPORTS_KEPT:
+            evicted, _ = self.reports.popitem(last=False)
+            self.story_of.pop(evicted, None)
+
+    def _candidates(
+        self, tx: Transaction, chosen: set[int], pending: Mapping[int, _Pending]
+    ) -> dict[int, Candidate]:
+        """The chosen candidates' reports and stories. A stored report is read and
+        taken apart once a cycle while it is among the last REPORTS_KEPT used: the
+        same template reports are candidates of many new items."""
+        if self.stories_seen_in is not tx:
+            self.story_of.clear()
+            self.stories_seen_in = tx
+        found = {c: Candidate(p.report, p.story_id) for c in chosen if (p := pending.get(c))}
+        stored = sorted(c for c in chosen if c not in pending)
+        unknown_story = [c for c in stored if c in self.reports and c not in self.story_of]
+        self.story_of.update(tx.story_ids(unknown_story))
+        for item_id in stored:
+            if item_id in self.reports and item_id in self.story_of:
+                self.reports.move_to_end(item_id)
+                found[item_id] = Candidate(self.reports[item_id], self.story_of[item_id])
+        unread = [c for c in stored if c not in found]
+        for item_id, (title, text, story_id) in tx.item_texts(unread).items():
+            report = Report.of(title, text)
+            self._keep(item_id, report, story_id)
+            found[item_id] = Candidate(report, story_id)
+        return found
 
 
 def _merge(
