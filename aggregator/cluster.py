@@ -1,15 +1,15 @@
-"""Near-duplicate stories across sources: MinHash LSH for candidates, exact Jaccard to decide.
+"""The evidence that two reports are one story: word pairs and figures.
 
 Exact dedupe (same canonical link or permalink guid, ``dedupe.py``) stays the first and
-cheapest test. An item that is new by those keys is compared here with the items of
-the last ``cluster.window`` days: its normalized title and text become shingles (word
-pairs for Latin text, character pairs for Chinese), a MinHash of them cut
-into LSH bands finds candidates, and the exact Jaccard similarity of the shingle
-sets decides. Short texts need stronger evidence: below ``short_text`` shingles the
-threshold rises by ``short_text_margin``.
+cheapest test. An item that is new by those keys is compared with the items of the
+last ``cluster.window`` days: its normalized title and text become shingles (word
+pairs for Latin text, character pairs for Chinese) and the figures it states;
+``story_evidence``/``judge`` apply the editorial guide's test to two reports. Short
+texts need stronger evidence: below ``short_text`` shingles the threshold rises by
+``short_text_margin``.
 
-The MinHash and the band index are in ``minhash.py``; this module decides stories.
-Pure.
+The MinHash and the band index are in ``minhash.py``; the story stage (candidates,
+the decision against stories, merges, the primary) in ``stories.py``. Pure.
 """
 
 from __future__ import annotations
@@ -17,11 +17,9 @@ from __future__ import annotations
 import itertools
 import re
 import unicodedata
-from collections.abc import Hashable, Sequence
-from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
-
-from aggregator.models import StoredItem
+from collections.abc import Hashable
+from dataclasses import dataclass
+from datetime import timedelta
 
 _CJK = "\u2e80-\u9fff\uac00-\ud7af\uf900-\ufaff"
 _TOKEN = re.compile(rf"[{_CJK}]|[^\W{_CJK}]+", re.UNICODE)
@@ -141,6 +139,18 @@ def chinese(text: str) -> bool:
     return cjk > sum(1 for c in text if c.isascii() and c.isalpha())
 
 
+def significant_digits(figure: str) -> str:
+    """A figure without its decimal point and outer zeros: "117.8", "11.78" and "1178"
+    -> "1178"; "12,000" -> "12" (what survives a change of unit or scale)."""
+    return figure.replace(".", "").strip("0") or "0"
+
+
+def scale_free(found: frozenset[str]) -> frozenset[str]:
+    """The significant digits of figures with two or more of them (single digits match
+    by chance)."""
+    return frozenset(d for f in found if len(d := significant_digits(f)) >= 2)
+
+
 def figures(title: str, text: str) -> frozenset[str]:
     """The numbers a report states, normalized ("13,985" -> "13985"), single digits
     left out (they are counts in passing: "two mills")."""
@@ -210,9 +220,14 @@ def judge(
         if fewer and share < FIGURES_DISAGREE_SHARE:
             return evidence(False, FIGURES_DIFFER)
         return evidence(True, "words alike")
-    if cross_lingual and shared >= FIGURES_CROSS_LINGUAL_MIN and share >= FIGURES_AGREE_SHARE:
-        # A zh and an en version share no word pairs at all; their figures survive.
-        return evidence(True, "same figures, other language")
+    if cross_lingual:
+        # A zh and an en version share no word pairs at all; their figures survive, but
+        # in other units (117.8 亿 yuan, 11.78 billion): compared by significant digits.
+        digits_a, digits_b = scale_free(figures_a), scale_free(figures_b)
+        in_both = len(digits_a & digits_b)
+        fewest = min(len(digits_a), len(digits_b))
+        if in_both >= FIGURES_CROSS_LINGUAL_MIN and in_both >= FIGURES_AGREE_SHARE * fewest:
+            return evidence(True, "same figures, other language")
     if (
         shared >= FIGURES_AGREE_MIN
         and share >= FIGURES_AGREE_SHARE
@@ -231,59 +246,3 @@ def same_story_texts(
         figures(title_a, text_a), figures(title_b, text_b), settings,
         cross_lingual=chinese(title_a) != chinese(title_b),
     )  # fmt: skip
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Member:
-    """What choosing a story's primary item needs to know about one member."""
-
-    item_id: int
-    published_at: datetime
-    source_name: str
-    original_publisher: str | None
-    priority: int = 0
-
-
-def primary(members: Sequence[Member]) -> Member:
-    """The original publisher when a member names one that another member is; else the
-    earliest published; ties broken by source priority (higher first), then first stored."""
-    named = {m.original_publisher.casefold() for m in members if m.original_publisher}
-    originals = [m for m in members if m.source_name.casefold() in named]
-    pool = originals or list(members)
-    return min(pool, key=lambda m: (m.published_at, -m.priority, m.item_id))
-
-
-def story_entry(
-    public_id: str, members: Sequence[StoredItem], priorities: dict[str, int]
-) -> StoredItem:
-    """One feed entry for a story: its primary item, under the story's id, naming the
-    other reports; its topics are those of any member."""
-    by_id = {m.item_id: m for m in members}
-    chosen = primary(
-        [
-            Member(
-                item_id=m.item_id,
-                published_at=m.published_at,
-                source_name=m.sources[0].name if m.sources else "",
-                original_publisher=m.original_publisher,
-                priority=priorities.get(m.sources[0].source_id, 0) if m.sources else 0,
-            )
-            for m in members
-        ]
-    )
-    lead = by_id[chosen.item_id]
-    # Every other report is listed, by its own link, even when its source also carries
-    # the lead (a portal reporting a story twice): a member left out was a report no
-    # subscriber could reach. One entry per link.
-    shown = {lead.link} | {ref.link for ref in lead.sources}
-    related = []
-    for other in members:
-        if other.item_id == lead.item_id or not other.sources:
-            continue
-        ref = replace(other.sources[0], link=other.link or other.sources[0].link)
-        if ref.link in shown:
-            continue
-        shown.add(ref.link)
-        related.append(ref)
-    topics = sorted({slug for m in members for slug in m.topics})
-    return replace(lead, public_id=public_id, topics=tuple(topics), related=tuple(related))

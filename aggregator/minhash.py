@@ -133,10 +133,14 @@ def figure_blob(item_figures: Iterable[str]) -> bytes:
     like band keys and stored after them: a rewrite or a translation of a report,
     with few word pairs in common, still shares its figures. Left out: short numbers
     and years, which too many reports share."""
+    from aggregator.cluster import significant_digits
+
+    # Keyed by their significant digits: 117.8 (亿 yuan) and 11.78 (billion) are one key.
     chosen = sorted(
-        (f for f in item_figures if len(f.replace(".", "")) >= 3 and not _is_year(f)),
+        {significant_digits(f) for f in item_figures
+         if len(f.replace(".", "")) >= 3 and not _is_year(f)},
         key=lambda f: (-len(f), f),
-    )[:FIGURE_KEYS]
+    )[:FIGURE_KEYS]  # fmt: skip
     return b"".join(hashlib.blake2b(f"figure {f}".encode(), digest_size=8).digest() for f in chosen)
 
 

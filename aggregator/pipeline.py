@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 
 from aggregator import __version__
 from aggregator.categorize import CompiledTopic, compile_topics
-from aggregator.cluster import ClusterSettings, story_entry
+from aggregator.cluster import ClusterSettings
 from aggregator.config import FEED_FORMATS, SITE_FILES, AppConfig, SourceConfig
 from aggregator.curate import recategorize, rules_changed
 from aggregator.dedupe import Action, decide
@@ -66,7 +66,7 @@ from aggregator.schedule import (
     polled_url,
 )
 from aggregator.storage import Storage, Transaction
-from aggregator.stories import StoryStage
+from aggregator.stories import StoryStage, story_entry
 
 # Parsing, scraping, MinHash and publishing are imported where first needed (lxml,
 # feedparser, parsel, numpy, feedgen, jinja2): a cycle of 304s needs none of them and

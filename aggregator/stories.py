@@ -32,6 +32,7 @@ from aggregator.cluster import (
     judge,
     tokens,
 )
+from aggregator.models import StoredItem
 from aggregator.storage import NewItem, StoryJoin, Transaction
 
 if TYPE_CHECKING:
@@ -266,6 +267,8 @@ class StoryStage:
     #: commits show in the next transaction).
     reports: OrderedDict[int, Report] = field(default_factory=OrderedDict)
     story_of: dict[int, int] = field(default_factory=dict)
+    #: story id -> the cached items in it (what a merge moves).
+    members: dict[int, set[int]] = field(default_factory=dict)
     stories_seen_in: Transaction | None = None
 
     def band_index(self, tx: Transaction) -> BandIndex:
@@ -336,14 +339,12 @@ class StoryStage:
                 story_id = tx.reserve_id("stories")
             elif story.merged:
                 batch, pending = _merge(tx, story_id, story.merged, batch, pending)
-                gone = set(story.merged)
-                for known, held in self.story_of.items():
-                    if held in gone:
-                        self.story_of[known] = story_id
+                self._merged(story_id, story.merged)
             batch.append(NewItem(
                 item_id=item_id, item=ready.item, story_id=story_id,
                 new_story=story.story_id is None, similarity=story.similarity,
                 via=story.via, reason=story.reason, bands=ready.bands, topics=ready.topics,
+                pairs=report.pairs,
             ))  # fmt: skip
             pending[item_id] = _Pending(report, story_id, when)
             for key in keys:
@@ -358,15 +359,30 @@ class StoryStage:
     def forget(self) -> None:
         """Drop what the caches hold (a write rolled back: some ids never got stored)."""
         self.reports.clear()
+        self._forget_stories()
+
+    def _forget_stories(self) -> None:
         self.story_of.clear()
+        self.members.clear()
 
     def _keep(self, item_id: int, report: Report, story_id: int) -> None:
         self.reports[item_id] = report
         self.reports.move_to_end(item_id)
-        self.story_of[item_id] = story_id
+        self._place(item_id, story_id)
         while len(self.reports) > REPORTS_KEPT:
             evicted, _ = self.reports.popitem(last=False)
-            self.story_of.pop(evicted, None)
+            held = self.story_of.pop(evicted, None)
+            if held is not None:
+                self.members[held].discard(evicted)
+
+    def _place(self, item_id: int, story_id: int) -> None:
+        self.story_of[item_id] = story_id
+        self.members.setdefault(story_id, set()).add(item_id)
+
+    def _merged(self, into: int, others: Sequence[int]) -> None:
+        for gone in others:
+            for item_id in self.members.pop(gone, ()):
+                self._place(item_id, into)
 
     def _candidates(
         self, tx: Transaction, chosen: set[int], pending: Mapping[int, _Pending]
@@ -374,20 +390,21 @@ class StoryStage:
         """The chosen candidates' reports and stories. A stored report is read and
         taken apart once a cycle while it is among the last REPORTS_KEPT used: the
         same template reports are candidates of many new items."""
-        if self.stories_seen_in is not tx:
-            self.story_of.clear()
-            self.stories_seen_in = tx
+        if self.stories_seen_in is not tx and tx.others_write:
+            self._forget_stories()  # another worker may have merged stories meanwhile
+        self.stories_seen_in = tx
         found = {c: Candidate(p.report, p.story_id) for c in chosen if (p := pending.get(c))}
         stored = sorted(c for c in chosen if c not in pending)
         unknown_story = [c for c in stored if c in self.reports and c not in self.story_of]
-        self.story_of.update(tx.story_ids(unknown_story))
+        for item_id, story_id in tx.story_ids(unknown_story).items():
+            self._place(item_id, story_id)
         for item_id in stored:
             if item_id in self.reports and item_id in self.story_of:
                 self.reports.move_to_end(item_id)
                 found[item_id] = Candidate(self.reports[item_id], self.story_of[item_id])
         unread = [c for c in stored if c not in found]
-        for item_id, (title, text, story_id) in tx.item_texts(unread).items():
-            report = Report.of(title, text)
+        for item_id, (title, text, story_id, pairs) in tx.item_texts(unread).items():
+            report = Report.of(title, text, pairs)
             self._keep(item_id, report, story_id)
             found[item_id] = Candidate(report, story_id)
         return found
@@ -445,3 +462,62 @@ def _best_candidates(bands: Mapping[int, int], figures_: Mapping[int, int]) -> s
     pool = set(bands) | {i for i, n in figures_.items() if n >= MIN_SHARED_FIGURE_KEYS}
     ranked = sorted(pool, key=lambda i: (-figures_.get(i, 0), -bands.get(i, 0), -i))
     return set(ranked[:MAX_CANDIDATES])
+
+
+# --- the primary: whose report a story's entry shows ----------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Member:
+    """What choosing a story's primary item needs to know about one member."""
+
+    item_id: int
+    published_at: datetime
+    source_name: str
+    original_publisher: str | None
+    priority: int = 0
+
+
+def primary(members: Sequence[Member]) -> Member:
+    """The original publisher when a member names one that another member is; else the
+    earliest published; ties broken by source priority (higher first), then first stored."""
+    named = {m.original_publisher.casefold() for m in members if m.original_publisher}
+    originals = [m for m in members if m.source_name.casefold() in named]
+    pool = originals or list(members)
+    return min(pool, key=lambda m: (m.published_at, -m.priority, m.item_id))
+
+
+def story_entry(
+    public_id: str, members: Sequence[StoredItem], priorities: dict[str, int]
+) -> StoredItem:
+    """One feed entry for a story: its primary item, under the story's id, naming the
+    other reports; its topics are those of any member."""
+    by_id = {m.item_id: m for m in members}
+    chosen = primary(
+        [
+            Member(
+                item_id=m.item_id,
+                published_at=m.published_at,
+                source_name=m.sources[0].name if m.sources else "",
+                original_publisher=m.original_publisher,
+                priority=priorities.get(m.sources[0].source_id, 0) if m.sources else 0,
+            )
+            for m in members
+        ]
+    )
+    lead = by_id[chosen.item_id]
+    # Every other report is listed, by its own link, even when its source also carries
+    # the lead (a portal reporting a story twice): a member left out was a report no
+    # subscriber could reach. One entry per link.
+    shown = {lead.link} | {ref.link for ref in lead.sources}
+    related = []
+    for other in members:
+        if other.item_id == lead.item_id or not other.sources:
+            continue
+        ref = replace(other.sources[0], link=other.link or other.sources[0].link)
+        if ref.link in shown:
+            continue
+        shown.add(ref.link)
+        related.append(ref)
+    topics = sorted({slug for m in members for slug in m.topics})
+    return replace(lead, public_id=public_id, topics=tuple(topics), related=tuple(related))

@@ -11,16 +11,9 @@ import numpy as np
 import pytest
 
 from aggregator import minhash
-from aggregator.cluster import (
-    ClusterSettings,
-    Member,
-    jaccard,
-    primary,
-    same_story,
-    shingles,
-    tokens,
-)
+from aggregator.cluster import ClusterSettings, jaccard, same_story, shingles, tokens
 from aggregator.minhash import BandIndex, band_blob, band_keys, keys_of, signature
+from aggregator.stories import Member, primary
 
 NOW = datetime(2026, 11, 26, tzinfo=UTC)
 SETTINGS = ClusterSettings()
@@ -302,8 +295,8 @@ def test_the_same_figures_in_other_words_are_one_story() -> None:
 def test_every_report_of_a_story_is_listed_on_its_entry() -> None:
     """A member whose source also carried the lead was left out of "Also reported
     by": a report no subscriber could reach (issue 16, hidden reports)."""
-    from aggregator.cluster import story_entry
     from aggregator.models import SourceRef, StoredItem
+    from aggregator.stories import story_entry
 
     def report(item_id: int, source: str, link: str, hours: int) -> StoredItem:
         ref = SourceRef(source_id=source, name=source.title(), home_url=None,
@@ -339,3 +332,18 @@ def test_a_chinese_and_an_english_version_are_one_story_by_their_figures() -> No
     assert evidence.same and evidence.reason == "same figures, other language"
     other = ("China's textile exports rise 3.1% in October", "Garments up 4.4%, textiles 1.9%.")
     assert not same_story_texts(*zh, *other, SETTINGS).same
+
+
+def test_a_translation_states_its_figures_in_other_units() -> None:
+    """117.8 亿元 is 11.78 billion yuan: compared by significant digits across
+    languages (zh<->en pairs found through a cycle: 13 -> 19 of 30)."""
+    from aggregator.cluster import judge, scale_free, significant_digits
+
+    assert significant_digits("117.8") == significant_digits("11.78") == "1178"
+    assert scale_free(frozenset({"12000", "1.2", "7"})) == frozenset({"12"})
+    zh = frozenset({"117.8", "123.5", "241.3", "3.4", "2025"})
+    en = frozenset({"11.78", "12.35", "24.13", "3.4", "3.6"})
+    assert judge(0.0, 0.45, zh, en, cross_lingual=True).same
+    assert not judge(0.0, 0.45, zh, en, cross_lingual=False).same  # one language: exact
+    other = frozenset({"98.6", "14.87", "3.2", "2025"})
+    assert not judge(0.0, 0.45, zh, other, cross_lingual=True).same

@@ -3,7 +3,7 @@ stories against the labelled pairs, on the outside story set
 (../shared/eval/stories.jsonl served as feeds, one cycle). Before this work 0 of its 81
 items naming their publisher were credited "X via Portal", the stories' recall was
 0.843 and no zh<->en pair was found. The floors sit under the measured figures (100%
-credited; stories 1.000 / 0.986; 11 of 30 zh<->en)."""
+credited; stories 1.000 / 0.986; 19 of 30 zh<->en)."""
 
 from __future__ import annotations
 
@@ -29,7 +29,8 @@ def test_stories_hold_their_measured_quality_through_a_cycle(tmp_path: Path) -> 
     tp, fp, fn = measure(tmp_path, STORIES).pairs
     assert tp / (tp + fp) >= 0.99 and tp / (tp + fn) >= 0.95, (tp, fp, fn)
     found, labelled = measure(tmp_path / "again", STORIES).cross_lingual
-    assert labelled == 30 and found >= 8
+    # 19 found since figures compare by significant digits across languages (13 before).
+    assert labelled == 30 and found >= 17
 
 
 def test_stories_do_not_depend_on_the_order_reports_arrive_in(tmp_path: Path) -> None:

@@ -62,6 +62,8 @@ class NewItem:
     similarity: float | None = None
     via: int | None = None
     reason: str = ""
+    #: Its word pairs (``stories.Report.pairs``).
+    pairs: bytes = b""
     #: Its LSH band keys (``minhash.band_blob`` of the signature).
     bands: bytes = b""
     topics: tuple[TopicMatch, ...] = ()
@@ -977,8 +979,12 @@ class Transaction:
         )
         self._insert_tuples(
             "item_lsh",
-            ("item_id", "published_ts", "band_keys"),
-            [(n.item_id, int(n.item.published_at.timestamp()), n.bands) for n in batch if n.bands],
+            ("item_id", "published_ts", "band_keys", "pairs"),
+            [
+                (n.item_id, int(n.item.published_at.timestamp()), n.bands, n.pairs or None)
+                for n in batch
+                if n.bands
+            ],
         )
         topics = [_topic_row(new.item_id, match) for new in batch for match in new.topics]
         self._insert_rows("item_topics", topics)
@@ -1093,18 +1099,25 @@ class Transaction:
         if self._c.dialect.name == "sqlite":
             self._c.exec_driver_sql("PRAGMA shrink_memory")
 
-    def item_texts(self, item_ids: Iterable[int]) -> dict[int, tuple[str, str, int]]:
-        """Title, summary text and story of each item (for the near-duplicate check)."""
+    def item_texts(self, item_ids: Iterable[int]) -> dict[int, tuple[str, str, int, bytes | None]]:
+        """Title, summary text, story and word pairs (None if not stored) of each item,
+        for the near-duplicate check."""
         item_ids = list(item_ids)
         if not item_ids:
             return {}
-        items = self._t["items"]
+        items, sets = self._t["items"], self._t["item_lsh"]
         rows = self._c.execute(
-            sa.select(items.c.id, items.c.title, items.c.summary_text, items.c.story_id).where(
-                items.c.id.in_(list(item_ids))
-            )
-        )
-        return {row.id: (row.title, row.summary_text, row.story_id) for row in rows}
+            sa.select(items.c.id, items.c.title, items.c.summary_text, items.c.story_id,
+                      sets.c.pairs)
+            .select_from(items.outerjoin(sets, sets.c.item_id == items.c.id))
+            .where(items.c.id.in_(item_ids))
+        )  # fmt: skip
+        return {row.id: (row.title, row.summary_text, row.story_id, row.pairs) for row in rows}
+
+    @property
+    def others_write(self) -> bool:
+        """Whether other processes may write meanwhile (PostgreSQL workers)."""
+        return self._c.dialect.name != "sqlite"
 
     def story_ids(self, item_ids: Iterable[int]) -> dict[int, int]:
         """The story of each item."""

@@ -341,9 +341,13 @@ def _v11_first_success(connection: sa.Connection) -> None:
 
 
 def _v12_story_evidence(connection: sa.Connection) -> None:
-    """Issue 16: why each item joined its story (for explain), and how many recent
-    reports carry each word pair (boilerplate tells no story apart)."""
+    """Issue 16: why each item joined its story (for explain), each report's word
+    pairs, and how many recent reports carry each pair (boilerplate tells no story
+    apart)."""
     _add_columns(connection, "items", sa.Column("story_reason", sa.String(80)))
+    # Each report's word pairs (``stories.Report.pairs``), so a candidate read back
+    # is not tokenized again; NULL for items stored before.
+    _add_columns(connection, "item_lsh", sa.Column("pairs", sa.LargeBinary))
     metadata = sa.MetaData()
     sa.Table(
         "word_pair_counts",
