@@ -172,11 +172,6 @@ class StoryEvidence:
     fewer_figures: int = 0
     reason: str = ""
 
-    @property
-    def figures_differ(self) -> bool:
-        """Another report in the same template: words alike, other figures or dates."""
-        return self.reason == FIGURES_DIFFER
-
 
 def story_evidence(
     a: frozenset[Hashable],

@@ -5,8 +5,9 @@
         story's checked members, boilerplate word pairs left out ──merge──> a report
         that is the same story as two stories proves them one ──> ``NewItem`` rows
 
-The story's primary (whose report a feed shows) is chosen when publishing
-(``cluster.primary``), from all its members, so it does not depend on arrival order.
+The story's primary (whose report a feed shows) is chosen when publishing (``primary``,
+at the end of this module), from all its members, so it does not depend on arrival
+order.
 
 Why stories and not members: comparing a new report with one member at a time let
 template reports chain (Monday's quote joined Sunday's, Tuesday's joined Monday's,
@@ -25,6 +26,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from aggregator.cluster import (
+    FIGURES_DIFFER,
     ClusterSettings,
     StoryEvidence,
     chinese,
@@ -172,6 +174,9 @@ class Report:
 #: other version states in its text.
 TITLE_FIGURES_DIFFER = "titles state other figures"
 TITLE_PLACES_DIFFER = "titles name other places"
+#: Evidence that a candidate is another report in the same template: its story is
+#: not joined, however alike another of its members is.
+TEMPLATE_SIBLING = frozenset({FIGURES_DIFFER, TITLE_FIGURES_DIFFER, TITLE_PLACES_DIFFER})
 
 
 def _sibling(mine: Report, theirs: Report) -> str | None:
@@ -220,10 +225,7 @@ def decide_story(
         )  # fmt: skip
         if evidence.same and (sibling := _sibling(mine, theirs)):
             evidence = replace(evidence, same=False, reason=sibling)
-        if evidence.figures_differ or evidence.reason in (
-            TITLE_FIGURES_DIFFER,
-            TITLE_PLACES_DIFFER,
-        ):
+        if evidence.reason in TEMPLATE_SIBLING:
             vetoed.add(candidate.story_id)
         elif evidence.same:
             held = best.get(candidate.story_id)
@@ -338,8 +340,7 @@ class StoryStage:
             if story_id is None:
                 story_id = tx.reserve_id("stories")
             elif story.merged:
-                batch, pending = _merge(tx, story_id, story.merged, batch, pending)
-                self._merged(story_id, story.merged)
+                batch, pending = self._merge(tx, story_id, story.merged, batch, pending)
             batch.append(NewItem(
                 item_id=item_id, item=ready.item, story_id=story_id,
                 new_story=story.story_id is None, similarity=story.similarity,
@@ -379,10 +380,30 @@ class StoryStage:
         self.story_of[item_id] = story_id
         self.members.setdefault(story_id, set()).add(item_id)
 
-    def _merged(self, into: int, others: Sequence[int]) -> None:
-        for gone in others:
-            for item_id in self.members.pop(gone, ()):
+    def _merge(
+        self,
+        tx: Transaction,
+        into: int,
+        others: tuple[int, ...],
+        batch: list[NewItem],
+        pending: dict[int, _Pending],
+    ) -> tuple[list[NewItem], dict[int, _Pending]]:
+        """Stories ``others`` become story ``into``: stored members, the batch's own and
+        the cached ones."""
+        tx.merge_stories(into, others)
+        gone = set(others)
+        for story_id in others:
+            for item_id in self.members.pop(story_id, ()):
                 self._place(item_id, into)
+        # A story founded earlier in this batch is not written at all: its founder
+        # joins ``into`` like the rest.
+        batch = [
+            replace(n, story_id=into, new_story=False) if n.story_id in gone else n for n in batch
+        ]
+        pending = {
+            i: replace(p, story_id=into) if p.story_id in gone else p for i, p in pending.items()
+        }
+        return batch, pending
 
     def _candidates(
         self, tx: Transaction, chosen: set[int], pending: Mapping[int, _Pending]
@@ -408,25 +429,6 @@ class StoryStage:
             self._keep(item_id, report, story_id)
             found[item_id] = Candidate(report, story_id)
         return found
-
-
-def _merge(
-    tx: Transaction,
-    into: int,
-    others: tuple[int, ...],
-    batch: list[NewItem],
-    pending: dict[int, _Pending],
-) -> tuple[list[NewItem], dict[int, _Pending]]:
-    """Stories ``others`` become story ``into``: stored members and the batch's own."""
-    tx.merge_stories(into, others)
-    gone = set(others)
-    # A story founded earlier in this batch is not written at all: its founder joins
-    # ``into`` like the rest.
-    batch = [replace(n, story_id=into, new_story=False) if n.story_id in gone else n for n in batch]
-    pending = {
-        i: replace(p, story_id=into) if p.story_id in gone else p for i, p in pending.items()
-    }
-    return batch, pending
 
 
 def _shared_keys(
