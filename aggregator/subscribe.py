@@ -12,9 +12,7 @@ when the whole configuration no longer loads.
 from __future__ import annotations
 
 import io
-import os
 import re
-import tempfile
 import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -165,16 +163,15 @@ def _sequence_offset(text: str) -> int:
 
 
 def _replace(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically (a reader or the daemon never sees half)."""
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    """Write ``text`` to ``path`` atomically (a reader or the daemon never sees half),
+    keeping the file's permissions."""
+    from aggregator.errors import PublishError
+    from aggregator.publish import write_if_changed
+
     try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            out.write(text)
-        os.chmod(temporary, path.stat().st_mode & 0o777)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+        write_if_changed(path, text.encode("utf-8"), mode=path.stat().st_mode & 0o777)
+    except (PublishError, OSError) as exc:
+        raise SubscribeError(str(exc)) from exc
 
 
 def opml_feeds(path: Path) -> list[tuple[str, str]]:

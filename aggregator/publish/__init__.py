@@ -152,11 +152,12 @@ def publish_site(config: AppConfig, feeds: Sequence[FeedSpec]) -> PublishResult:
     )
 
 
-def write_if_changed(path: Path, data: bytes) -> bool:
+def write_if_changed(path: Path, data: bytes, *, mode: int = 0o644) -> bool:
     """Atomically replace ``path`` with ``data`` unless it already holds exactly that.
 
     Returns True when the file was written. On any error the old file is intact and
-    the temporary file is removed."""
+    the temporary file is removed. ``mode``: the new file's permissions (published
+    files are world-readable: web servers must read them)."""
     try:
         if path.is_file() and path.read_bytes() == data:
             return False
@@ -171,7 +172,7 @@ def write_if_changed(path: Path, data: bytes) -> bool:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(temporary, 0o644)  # mkstemp makes 0600; web servers must read it
+        os.chmod(temporary, mode)  # mkstemp makes 0600
         os.replace(temporary, path)
     except OSError as exc:
         Path(temporary).unlink(missing_ok=True)
