@@ -52,6 +52,9 @@ class ReadyItem:
     #: Its word pairs for the story stage (``stories.pair_hashes``), from the same
     #: tokens as its MinHash.
     pairs: bytes = b""
+    #: The figures and title places the story stage compares (``cluster.ReportFacts``,
+    #: encoded), so the polling process needs no gazetteer.
+    facts: str = ""
 
     @property
     def complete(self) -> bool:
@@ -133,7 +136,7 @@ def ready_items(
 
 
 def complete_item(item: Item, topics: Sequence[CompiledTopic], source_name: str) -> ReadyItem:
-    from aggregator.cluster import figures, tokens
+    from aggregator.cluster import ReportFacts, tokens
     from aggregator.minhash import (
         band_blob,
         distinct_hashes,
@@ -143,11 +146,13 @@ def complete_item(item: Item, topics: Sequence[CompiledTopic], source_name: str)
     )
 
     hashes = shingle_hashes(tokens(f"{item.title} . {item.summary_text}"))
+    facts = ReportFacts.of(item.title, item.summary_text)
     return ReadyItem(
         item=item,
         topics=categorize(item, topics, source_name),
-        bands=band_blob(signature_of(hashes)) + figure_blob(figures(item.title, item.summary_text)),
+        bands=band_blob(signature_of(hashes)) + figure_blob(facts.figures),
         pairs=distinct_hashes(hashes),
+        facts=facts.encode(),
     )
 
 

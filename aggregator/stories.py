@@ -28,9 +28,8 @@ from typing import TYPE_CHECKING
 from aggregator.cluster import (
     FIGURES_DIFFER,
     ClusterSettings,
+    ReportFacts,
     StoryEvidence,
-    chinese,
-    figures,
     judge,
     tokens,
 )
@@ -146,25 +145,29 @@ class Report:
 
     #: Word pairs: sorted distinct hashes (``pair_hashes``).
     pairs: bytes
-    figures: frozenset[str]
-    chinese: bool
-    #: The figures and the places its title names: a template's reports differ there.
-    title_figures: frozenset[str] = frozenset()
-    title_places: tuple[str, ...] = ()
+    facts: ReportFacts
     #: Title and text, where another title's places are looked for.
     words: str = ""
 
     @classmethod
-    def of(cls, title: str, text: str, pairs: bytes | None = None) -> Report:
-        """``pairs``: the report's ``pair_hashes``, when already known."""
-        from aggregator.places import place_index
-
-        places = {n: None for names in place_index().find(title).values() for n in names}
+    def of(
+        cls, title: str, text: str, pairs: bytes | None = None, facts: str | None = None
+    ) -> Report:
+        """``pairs``, ``facts``: the report's ``pair_hashes`` and encoded
+        ``ReportFacts``, when already known (prepared in a worker, or stored)."""
         return cls(
-            pair_hashes(title, text) if pairs is None else pairs, figures(title, text),
-            chinese(title), title_figures=figures(title, ""), title_places=tuple(places),
+            pair_hashes(title, text) if pairs is None else pairs,
+            ReportFacts.of(title, text) if facts is None else ReportFacts.decode(facts),
             words=f"{title} {text}",
         )  # fmt: skip
+
+    @property
+    def figures(self) -> frozenset[str]:
+        return self.facts.figures
+
+    @property
+    def chinese(self) -> bool:
+        return self.facts.chinese
 
 
 #: Why two reports alike in words are still other stories: each title states a figure,
@@ -183,10 +186,11 @@ def _sibling(mine: Report, theirs: Report) -> str | None:
     """Another report in the same template, told apart by its title."""
     if mine.chinese != theirs.chinese:
         return None  # units, scales and scripts change in translation
-    if mine.title_figures - theirs.figures and theirs.title_figures - mine.figures:
+    mine_, theirs_ = mine.facts, theirs.facts
+    if mine_.title_figures - theirs_.figures and theirs_.title_figures - mine_.figures:
         return TITLE_FIGURES_DIFFER
-    if any(p not in theirs.words for p in mine.title_places) and any(
-        p not in mine.words for p in theirs.title_places
+    if any(p not in theirs.words for p in mine_.title_places) and any(
+        p not in mine.words for p in theirs_.title_places
     ):
         return TITLE_PLACES_DIFFER
     return None
@@ -322,7 +326,10 @@ class StoryStage:
             min(published) - window,
             max(published) + window,
         )
-        reports = [Report.of(r.item.title, r.item.summary_text, r.pairs or None) for r in fresh]
+        reports = [
+            Report.of(r.item.title, r.item.summary_text, r.pairs or None, r.facts or None)
+            for r in fresh
+        ]
         for report in reports:  # a feed's own boilerplate counts before it is compared
             counts.add(report.pairs)
         in_batch: dict[int, list[int]] = {}
@@ -345,7 +352,7 @@ class StoryStage:
                 item_id=item_id, item=ready.item, story_id=story_id,
                 new_story=story.story_id is None, similarity=story.similarity,
                 via=story.via, reason=story.reason, bands=ready.bands, topics=ready.topics,
-                pairs=report.pairs,
+                pairs=report.pairs, facts=ready.facts or report.facts.encode(),
             ))  # fmt: skip
             pending[item_id] = _Pending(report, story_id, when)
             for key in keys:
@@ -424,8 +431,8 @@ class StoryStage:
                 self.reports.move_to_end(item_id)
                 found[item_id] = Candidate(self.reports[item_id], self.story_of[item_id])
         unread = [c for c in stored if c not in found]
-        for item_id, (title, text, story_id, pairs) in tx.item_texts(unread).items():
-            report = Report.of(title, text, pairs)
+        for item_id, (title, text, story_id, pairs, facts) in tx.item_texts(unread).items():
+            report = Report.of(title, text, pairs, facts or None)
             self._keep(item_id, report, story_id)
             found[item_id] = Candidate(report, story_id)
         return found

@@ -8,10 +8,11 @@ import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from aggregator.cli import cli
-from aggregator.cluster import ClusterSettings, jaccard
+from aggregator.cluster import ClusterSettings, ReportFacts, jaccard
 from aggregator.config import load_config
 from aggregator.pipeline import run_cycle
 from aggregator.storage import Storage
@@ -20,6 +21,7 @@ from aggregator.stories import (
     TITLE_PLACES_DIFFER,
     Candidate,
     Report,
+    StoryStage,
     WordPairCounts,
     _sibling,
     decide_story,
@@ -86,6 +88,39 @@ def test_a_report_proving_two_stories_one_merges_them(tmp_path: Path) -> None:
     assert shown.exit_code == 0, shown.output
     assert "story urn:uuid:" in shown.output and "3 report(s)" in shown.output
     assert "(words alike)" in shown.output
+
+
+def test_stored_reports_are_compared_from_their_stored_facts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Figures and title places are worked out where items are prepared and stored with
+    the band keys: the polling process reads them back instead of building the
+    gazetteer (~70 MB, ~1 s) to take each candidate apart again."""
+    snapshots = tmp_path / "config" / "snapshots"
+    snapshots.mkdir(parents=True)
+    title, text = "Suzhou mills raise 12.5% output", _text(0, 40) + " 13,985 tonnes in 2026"
+    (snapshots / "a.rss").write_bytes(_rss(title, text, "https://a.example/1", 1))
+    folder = write_config(
+        tmp_path / "config", sources="sources:\n  - {id: a, name: A, url: snapshots/a.rss}\n",
+        topics="topics:\n  - {slug: all-mills, title: Mills, include: [mill]}\n",
+        settings="database: state/db.sqlite\noutput_dir: out\nfeed_window: 3650d\n"
+        "retention: 3650d\n",
+    )  # fmt: skip
+    config = load_config(folder)
+    storage = Storage.open_sqlite(config.database_path)
+    run_cycle(config, storage, now=datetime(2026, 12, 1, tzinfo=UTC))
+    expected = ReportFacts.of(title, text)
+    assert {"12.5", "13985", "2026"} <= expected.figures and expected.title_places
+
+    def no_gazetteer(*_: object) -> None:
+        raise AssertionError("the story stage took a stored report apart again")
+
+    monkeypatch.setattr(ReportFacts, "of", classmethod(no_gazetteer))
+    stage = StoryStage(SETTINGS, datetime(2026, 12, 1, tzinfo=UTC))
+    with storage.transaction() as tx:
+        found = stage._candidates(tx, {1}, {})
+    storage.close()
+    assert found[1].report.facts == expected
 
 
 def _report(title: str, text: str) -> Report:

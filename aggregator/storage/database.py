@@ -62,8 +62,9 @@ class NewItem:
     similarity: float | None = None
     via: int | None = None
     reason: str = ""
-    #: Its word pairs (``stories.Report.pairs``).
+    #: Its word pairs (``stories.Report.pairs``) and encoded ``cluster.ReportFacts``.
     pairs: bytes = b""
+    facts: str = ""
     #: Its LSH band keys (``minhash.band_blob`` of the signature).
     bands: bytes = b""
     topics: tuple[TopicMatch, ...] = ()
@@ -979,9 +980,9 @@ class Transaction:
         )
         self._insert_tuples(
             "item_lsh",
-            ("item_id", "published_ts", "band_keys", "pairs"),
+            ("item_id", "published_ts", "band_keys", "pairs", "facts"),
             [
-                (n.item_id, int(n.item.published_at.timestamp()), n.bands, n.pairs or None)
+                (n.item_id, int(n.item.published_at.timestamp()), n.bands, n.pairs or None, n.facts)
                 for n in batch
                 if n.bands
             ],
@@ -1099,20 +1100,25 @@ class Transaction:
         if self._c.dialect.name == "sqlite":
             self._c.exec_driver_sql("PRAGMA shrink_memory")
 
-    def item_texts(self, item_ids: Iterable[int]) -> dict[int, tuple[str, str, int, bytes | None]]:
-        """Title, summary text, story and word pairs (None if not stored) of each item,
-        for the near-duplicate check."""
+    def item_texts(
+        self, item_ids: Iterable[int]
+    ) -> dict[int, tuple[str, str, int, bytes | None, str | None]]:
+        """Title, summary text, story, word pairs and report facts (None if not stored)
+        of each item, for the near-duplicate check."""
         item_ids = list(item_ids)
         if not item_ids:
             return {}
         items, sets = self._t["items"], self._t["item_lsh"]
         rows = self._c.execute(
             sa.select(items.c.id, items.c.title, items.c.summary_text, items.c.story_id,
-                      sets.c.pairs)
+                      sets.c.pairs, sets.c.facts)
             .select_from(items.outerjoin(sets, sets.c.item_id == items.c.id))
             .where(items.c.id.in_(item_ids))
         )  # fmt: skip
-        return {row.id: (row.title, row.summary_text, row.story_id, row.pairs) for row in rows}
+        return {
+            row.id: (row.title, row.summary_text, row.story_id, row.pairs, row.facts)
+            for row in rows
+        }
 
     @property
     def others_write(self) -> bool:

@@ -359,6 +359,13 @@ def _v12_story_evidence(connection: sa.Connection) -> None:
     metadata.create_all(connection)
 
 
+def _v13_report_facts(connection: sa.Connection) -> None:
+    """Issue 16: each report's figures and title places (``cluster.ReportFacts``),
+    computed where items are prepared, so the polling process builds no gazetteer;
+    NULL for items stored before (computed again when read)."""
+    _add_columns(connection, "item_lsh", sa.Column("facts", sa.Text))
+
+
 #: Every migration ever shipped, in order. Append only.
 MIGRATIONS: tuple[Migration, ...] = (
     _v1_initial,
@@ -373,6 +380,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     _v10_band_sets,
     _v11_first_success,
     _v12_story_evidence,
+    _v13_report_facts,
 )
 
 _VERSIONS = sa.Table(
