@@ -22,7 +22,7 @@ topics an item belongs to.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from aggregator.config import RuleSet, TermSpec, TopicConfig
@@ -99,9 +99,12 @@ class CompiledTopic:
     gate: ScopeGate | None = None
     #: id() of each include term: an item none of them occurs in cannot score.
     include_ids: frozenset[int] = frozenset()
+    #: id() of each exclude term: an item one of them occurs in is out.
+    exclude_ids: frozenset[int] = frozenset()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "include_ids", frozenset(id(t) for t in self.include))
+        object.__setattr__(self, "exclude_ids", frozenset(id(t) for t in self.exclude))
 
     @classmethod
     def from_config(
@@ -259,7 +262,8 @@ def judge(
     elif scope is None:
         scope = judge_scope(item, topic.gate, found, topic.weights)
     source_excluded = bool(topic.sources) and item.source_id not in topic.sources
-    vetoes = _hits(topic.exclude, found, topic.weights)
+    vetoed = not found.keys().isdisjoint(topic.exclude_ids)
+    vetoes = _hits(topic.exclude, found, topic.weights) if vetoed else ()
     if vetoes:
         # Excludes come first: the item is out, and nothing inside an exclude phrase (棉花
         # inside 棉花糖) is reported as a hit.
@@ -270,12 +274,13 @@ def judge(
         )  # fmt: skip
     hits = _hits(topic.include, found, topic.weights)
     score = _score(hits)
+    found_in_groups = [_hits(group, found, topic.weights) for group in topic.all_of]
     missing = tuple(
         " | ".join(t.text for t in group)
-        for group in topic.all_of
-        if not _hits(group, found, topic.weights)
+        for group, in_group in zip(topic.all_of, found_in_groups, strict=True)
+        if not in_group
     )
-    group_hits = [h for group in topic.all_of for h in _hits(group, found, topic.weights)]
+    group_hits = [h for in_group in found_in_groups for h in in_group]
     expression = None
     expression_hits: list[TermHit] = []
     if topic.expression is not None:
@@ -358,6 +363,8 @@ def categorize(
         # the threshold (always above zero), so the full reasoning is not needed.
         if topic.include and found.keys().isdisjoint(topic.include_ids):
             continue
+        if not found.keys().isdisjoint(topic.exclude_ids):
+            continue  # vetoed (explain's ``judge`` says by what)
         verdict = judge(item, topic, source_name, found, scope, fields)
         if verdict.belongs:
             matches.append(TopicMatch(slug=verdict.slug, hits=verdict.hits))
@@ -371,27 +378,49 @@ def _hit(term: Term, field: str, weights: Mapping[str, float]) -> TermHit:
 def _hits(
     terms: Sequence[Term], found: Mapping[int, list[str]], weights: Mapping[str, float]
 ) -> tuple[TermHit, ...]:
-    order = _positions(terms)
-    present = sorted(order[term_id] for term_id in found.keys() & order.keys())
-    return tuple(_hit(terms[i], name, weights) for i in present for name in found[id(terms[i])])
+    """The hits of ``terms`` among ``found``, in the curator's order."""
+    order, hit_of = _positions(terms, weights)
+    present = sorted(map(order.__getitem__, found.keys() & order.keys()))
+    return tuple(hit_of(i, name) for i in present for name in found[id(terms[i])])
 
 
-# id(term) -> position, per term list (compiled topics live as long as their config).
-_position_cache: dict[int, tuple[Sequence[Term], dict[int, int]]] = {}
+#: id(terms) -> (terms, weights, id(term) -> position, the hit of (position, field)).
+#: Compiled topics live as long as their configuration; a TermHit is made once per
+#: term, field and weights (making them was a tenth of categorizing).
+_position_cache: dict[
+    int,
+    tuple[
+        Sequence[Term],
+        Mapping[str, float],
+        dict[int, int],
+        Callable[[int, str], TermHit],
+    ],
+] = {}
 
 
-def _positions(terms: Sequence[Term]) -> dict[int, int]:
+def _positions(
+    terms: Sequence[Term], weights: Mapping[str, float]
+) -> tuple[dict[int, int], Callable[[int, str], TermHit]]:
     """Where each term sits in ``terms``, so hits come out in the curator's order
-    while only the terms an item contains are visited."""
+    while only the terms an item contains are visited; and the hit of a position in a
+    field."""
     cached = _position_cache.get(id(terms))
-    if cached is None or cached[0] is not terms:
+    if cached is None or cached[0] is not terms or cached[1] is not weights:
         if len(_position_cache) > 10_000:  # configurations reloaded many times over
             _position_cache.clear()
         order: dict[int, int] = {}
         for position, term in enumerate(terms):
             order.setdefault(id(term), position)
-        cached = _position_cache[id(terms)] = (terms, order)
-    return cached[1]
+        made: dict[tuple[int, str], TermHit] = {}
+
+        def hit_of(position: int, field: str) -> TermHit:
+            hit = made.get((position, field))
+            if hit is None:
+                hit = made[(position, field)] = _hit(terms[position], field, weights)
+            return hit
+
+        cached = _position_cache[id(terms)] = (terms, weights, order, hit_of)
+    return cached[2], cached[3]
 
 
 def _terms(topic: CompiledTopic) -> list[Term]:

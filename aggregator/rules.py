@@ -44,7 +44,7 @@ TEXT_FIELDS = ("title", "lead", "summary", "category")
 #: How a term compares words: by stem (the default), as written in lower case
 #: (``=word``), or as written (``case_sensitive``).
 STEM, EXACT, CASE = "stem", "exact", "case"
-#: How ``_tokens_of`` treats a compound "a-b-c": as one word; as itself plus the parts
+#: How ``FieldText.tokens`` treats a compound "a-b-c": as one word; as itself plus the parts
 #: that count on their own; as its parts (for phrases: "knitting machine" finds
 #: "knitting-machine").
 WHOLE, HEADS, SPLIT = "whole", "heads", "split"
@@ -52,9 +52,8 @@ WHOLE, HEADS, SPLIT = "whole", "heads", "split"
 REGEX_TIMEOUT_SECONDS = 0.05
 
 # Characters that continue a Latin word; \w would also swallow CJK text next to a term.
-# Hyphens join the parts of a compound (see ``_tokens_of``).
+# Hyphens join the parts of a compound (see ``FieldText.tokens``).
 _WORD = re.compile(r"[0-9A-Za-z\u00C0-\u024F]+(?:-[0-9A-Za-z\u00C0-\u024F]+)*")
-_PART = re.compile(r"[0-9A-Za-z\u00C0-\u024F]+")
 _CJK = re.compile(r"[\u2E80-\u9FFF\uAC00-\uD7AF\uF900-\uFAFF]")
 _FIELD_PREFIX = re.compile(rf"^({'|'.join(FIELDS)}):(?!//)")
 
@@ -103,12 +102,10 @@ class FieldText:
                     if mode == STEM:
                         extra = _stem(extra)
                 found = self.tokens(mode) + extra
-            elif mode == CASE:
-                found = _tokens_of(self.text, compounds)
-            elif mode == EXACT:
-                found = _tokens_of(self.lower, compounds)
-            else:
+            elif mode == STEM:
                 found = _stem(self.tokens(EXACT, compounds))
+            else:
+                found = self.joined(mode, compounds).split()
             self._tokens[key] = found
         return found
 
@@ -118,7 +115,7 @@ class FieldText:
 
     def distinct(self, mode: str) -> set[str]:
         """Every word a one-word term may be: the words, and the parts of compounds
-        that count on their own (see ``_tokens_of``)."""
+        that count on their own (see ``_head_parts``)."""
         found = self._distinct.get(mode)
         if found is None:
             found = self._distinct[mode] = set(self.tokens(mode, HEADS))
@@ -127,11 +124,32 @@ class FieldText:
     def joined(self, mode: str, compounds: str = WHOLE) -> str:
         """The words joined by single spaces, with a space at each end: a phrase is one
         substring search for " word word " (in C), whatever punctuation sat between
-        the words in the text. SPLIT: compounds as their parts."""
+        the words in the text. SPLIT: compounds as their parts. One regex pass over the
+        text; the other forms are made from it by string methods (in C)."""
+        if compounds == SPLIT and "-" not in self.text:
+            compounds = WHOLE
         key = (mode, compounds)
         found = self._joined.get(key)
         if found is None:
-            found = self._joined[key] = f" {' '.join(self.tokens(mode, compounds))} "
+            if mode == STEM:
+                found = f" {' '.join(self.tokens(STEM, compounds))} "
+            elif compounds == SPLIT:
+                found = self.joined(mode).replace("-", " ")
+            elif mode == EXACT:
+                found = self.joined(CASE).lower()
+            else:
+                found = f" {' '.join(_WORD.findall(self.text))} "
+            self._joined[key] = found
+        return found
+
+    def heads(self, mode: str) -> str:
+        """The head parts of the field's compounds (see ``_head_parts``), joined like
+        ``joined``: where one-word terms are also looked for."""
+        key = (mode, HEADS)
+        found = self._joined.get(key)
+        if found is None:
+            extra = self.tokens(mode, HEADS)[len(self.tokens(mode)) :]
+            found = self._joined[key] = f" {' '.join(extra)} "
         return found
 
     def places(self) -> dict[str, list[str]]:
@@ -141,12 +159,6 @@ class FieldText:
 
             self._places = place_index().find(self.text) if self.text else {}
         return self._places
-
-
-def _tokens_of(text: str, compounds: str = WHOLE) -> list[str]:
-    """Words as written, a compound as one (WHOLE) or as its parts (SPLIT): one regex
-    pass in C. HEADS is built on WHOLE by ``_head_parts``."""
-    return _PART.findall(text) if compounds == SPLIT else _WORD.findall(text)
 
 
 def _head_parts(words: list[str]) -> list[str]:
@@ -174,7 +186,7 @@ def _stem(words: list[str]) -> list[str]:
         import Stemmer  # PyStemmer: the Snowball stemmers in C
 
         _STEMMER = Stemmer.Stemmer("english")
-    missing = [w for w in set(words) if w not in _stems]
+    missing = list(set(words).difference(_stems))
     if missing:
         if len(_stems) > 200_000:  # a long-running daemon sees unbounded vocabulary
             _stems.clear()
@@ -247,22 +259,42 @@ def _applies(term: Term, name: str) -> bool:
 
 
 class TermIndex:
-    """All terms of a taxonomy, looked up from an item's words instead of scanned one by
-    one. Built once per taxonomy, per field: the words that may start a term there
-    (as their mode compares them), each with the ids of the one-word terms it proves and the
-    phrases starting with it. A field's distinct words are intersected with those
-    starts (in C), so only the few words that matter are looked at one by one. CJK
-    terms are tried only on fields holding their first character, regex terms always."""
+    """All terms of a taxonomy, found in one pass over each field instead of tried one
+    by one. Latin terms are needles " word word " of an Aho-Corasick automaton
+    (ahocorasick-rs) per mode, run over the field's joined words (``FieldText.joined``);
+    CJK terms are substrings of one automaton run over the lower-cased text. A field
+    costs one scan per automaton whatever the size of the taxonomy; only regular
+    expressions and ``place:`` terms are tried one by one. Tried term by term, 1,850
+    terms cost ~1.3 ms an item (issue 15); see the README design notes."""
 
     def __init__(self, terms: Iterable[Term]) -> None:
+        import ahocorasick_rs
+
         unique = list({id(t): t for t in terms}.values())
-        self._modes = tuple(m for m in (STEM, EXACT, CASE) if any(t.mode == m and t.words
-                                                                  for t in unique))  # fmt: skip
-        #: (field, mode) -> word -> ids of the terms the word alone proves.
-        self._proven: dict[tuple[str, str], dict[str, set[int]]] = {}
-        #: (field, mode) -> first word -> [(phrase, its second word)].
-        self._phrases: dict[tuple[str, str], dict[str, list[tuple[Term, frozenset[str]]]]] = {}
-        self._cjk: dict[str, dict[str, list[Term]]] = {}
+        #: mode -> (automaton, field -> the ids of each needle's terms that apply there:
+        #: all, the one-word ones, the phrases), for Latin terms.
+        self._latin: dict[str, tuple[Any, dict[str, _NeedleIds]]] = {}
+        for mode in (STEM, EXACT, CASE):
+            needles: dict[str, list[Term]] = {}
+            for term in (t for t in unique if t.words and t.mode == mode):
+                for needle in term.needles:
+                    needles.setdefault(needle, []).append(term)
+            if needles:
+                by_field = {
+                    name: _NeedleIds.of(list(needles.values()), name)
+                    for name in FIELDS
+                    if any(_applies(t, name) for ts in needles.values() for t in ts)
+                }
+                self._latin[mode] = (ahocorasick_rs.AhoCorasick(list(needles)), by_field)
+        substrings: dict[str, list[Term]] = {}
+        for term in (t for t in unique if t.substring is not None):
+            substrings.setdefault(term.substring or "", []).append(term)
+        self._cjk = ahocorasick_rs.AhoCorasick(list(substrings)) if substrings else None
+        self._cjk_ids = {
+            name: _NeedleIds.of(list(substrings.values()), name).all for name in FIELDS
+        }
+        #: Fields any term is looked for in (``source`` and ``language`` only when named).
+        self._fields = frozenset(name for name in FIELDS if any(_applies(t, name) for t in unique))
         self._regex: dict[str, list[Term]] = {}
         self._places: dict[str, list[Term]] = {}
         for name in FIELDS:
@@ -271,52 +303,37 @@ class TermIndex:
                     self._regex.setdefault(name, []).append(term)
                 elif term.place is not None:
                     self._places.setdefault(name, []).append(term)
-                elif term.substring is not None:
-                    chars = self._cjk.setdefault(name, {})
-                    chars.setdefault(term.substring[0], []).append(term)
-                elif len(term.words) == 1:
-                    proven = self._proven.setdefault((name, term.mode), {})
-                    proven.setdefault(term.words[0], set()).add(id(term))
-                else:
-                    phrases = self._phrases.setdefault((name, term.mode), {})
-                    second = frozenset((term.words[1],))
-                    phrases.setdefault(term.words[0], []).append((term, second))
-        self._starts = {
-            key: frozenset(self._proven.get(key, {})) | frozenset(self._phrases.get(key, {}))
-            for key in {*self._proven, *self._phrases}
-        }
 
     def hits(self, fields: Mapping[str, FieldText]) -> dict[int, list[str]]:
         """id(term) -> the fields it occurs in (respecting each term's field scope)."""
         found: dict[int, list[str]] = {}
         for name, field in fields.items():
-            if not field.text:
+            if not field.text or name not in self._fields:
                 continue
             hit: set[int] = set()
-            for mode in self._modes:
-                starts = self._starts.get((name, mode))
-                if not starts:
+            for mode, (automaton, by_field) in self._latin.items():
+                ids = by_field.get(name)
+                if ids is None:
                     continue
-                distinct = field.distinct(mode)
-                proven = self._proven.get((name, mode), {})
-                phrases = self._phrases.get((name, mode), {})
-                for word in distinct & starts:
-                    if ids := proven.get(word):
-                        hit |= ids
-                    for term, second in phrases.get(word, ()):
-                        # A phrase whose second word is missing cannot be there.
-                        if (
-                            id(term) not in hit
-                            and not distinct.isdisjoint(second)
-                            and term._has_phrase(field)
-                        ):
-                            hit.add(id(term))
-            chars = self._cjk.get(name)
-            if chars and _CJK.search(field.text):
-                for char in chars.keys() & set(field.lower):
-                    for term in chars[char]:
-                        if id(term) not in hit and term.search(field):
-                            hit.add(id(term))
+                for i, _, _ in automaton.find_matches_as_indexes(
+                    field.joined(mode), overlapping=True
+                ):
+                    hit.update(ids.all[i])
+                if "-" in field.text:
+                    # A one-word term is also one of a compound's head parts, a phrase
+                    # also the words of compounds split ("knitting-machine").
+                    for i, _, _ in automaton.find_matches_as_indexes(
+                        field.heads(mode), overlapping=True
+                    ):
+                        hit.update(ids.words[i])
+                    for i, _, _ in automaton.find_matches_as_indexes(
+                        field.joined(mode, SPLIT), overlapping=True
+                    ):
+                        hit.update(ids.phrases[i])
+            if self._cjk is not None and _CJK.search(field.text):
+                ids_cjk = self._cjk_ids[name]
+                for i, _, _ in self._cjk.find_matches_as_indexes(field.lower, overlapping=True):
+                    hit.update(ids_cjk[i])
             for term in self._regex.get(name, ()):
                 if term.search(field):
                     hit.add(id(term))
@@ -330,6 +347,26 @@ class TermIndex:
             if "lead" in names and "summary" in names:
                 names.remove("summary")
         return found
+
+
+@dataclass(frozen=True, slots=True)
+class _NeedleIds:
+    """For each needle of an automaton, the ids of its terms that apply in one field."""
+
+    all: list[tuple[int, ...]]
+    #: One-word terms only (looked for in compounds' head parts too).
+    words: list[tuple[int, ...]]
+    #: Phrases only (looked for in compounds split too).
+    phrases: list[tuple[int, ...]]
+
+    @classmethod
+    def of(cls, needles: list[list[Term]], name: str) -> _NeedleIds:
+        applying = [[t for t in terms if _applies(t, name)] for terms in needles]
+        return cls(
+            [tuple(id(t) for t in terms) for terms in applying],
+            [tuple(id(t) for t in terms if len(t.words) == 1) for terms in applying],
+            [tuple(id(t) for t in terms if len(t.words) > 1) for terms in applying],
+        )
 
 
 def parse_term(spec: str | Mapping[str, object]) -> Term:

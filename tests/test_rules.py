@@ -14,6 +14,7 @@ from aggregator.models import Item
 from aggregator.rules import (
     FieldText,
     RuleError,
+    TermIndex,
     evaluate,
     index_fields,
     parse_expression,
@@ -218,28 +219,45 @@ def test_unscoped_terms_do_not_search_the_source_name() -> None:
     assert judge_with_name(item("义乌展销会开幕"), scoped, "中国纺织网 Texnet").belongs
 
 
-@pytest.mark.parametrize(
-    ("term", "text", "expected"),
-    [
-        ("industrial park", "Two industrial parks open", True),
-        ("industrial park", "Industrial parking rules", True),  # stems: park, parking
-        ("=industrial park", "Industrial parking rules", False),  # as written
-        ("=industrial park", "Two industrial park plans", True),
-        ("export", "Exporters and exporting firms", True),
-        ("brand", "A brand-new store", False),  # a compound is its head ("new")
-        ("brand-new", "A brand-new store", True),  # and itself
-        ("Xinjiang", "Xinjiang-linked cotton", True),  # and its capitalised parts
-        ("knitting machine", "a knitting machine maker", True),
-        ("box", "new boxes", True),  # plural "es"
-        ("Industry 4.0", "an Industry 4.0 programme", True),
-        ("Industry 4.0", "an Industry 4.01 programme", False),
-        ("H&M", "H&M opens stores", True),
-        ("PTA", "PTA价格上涨", True),  # a Latin word beside Chinese text
-        ("棉花", "郑州棉花期货", True),
-        ("5G工厂", "建设5g工厂", True),
-        ("wool", "woollen mills", False),
-        ("cotton price", "cotton, price", True),  # punctuation between the words
-    ],
-)
+#: (term, text, whether the term occurs in the text).
+WORD_CASES = [
+    ("industrial park", "Two industrial parks open", True),
+    ("industrial park", "Industrial parking rules", True),  # stems: park, parking
+    ("=industrial park", "Industrial parking rules", False),  # as written
+    ("=industrial park", "Two industrial park plans", True),
+    ("export", "Exporters and exporting firms", True),
+    ("brand", "A brand-new store", False),  # a compound is its head ("new")
+    ("brand-new", "A brand-new store", True),  # and itself
+    ("Xinjiang", "Xinjiang-linked cotton", True),  # and its capitalised parts
+    ("knitting machine", "a knitting machine maker", True),
+    ("box", "new boxes", True),  # plural "es"
+    ("Industry 4.0", "an Industry 4.0 programme", True),
+    ("Industry 4.0", "an Industry 4.01 programme", False),
+    ("H&M", "H&M opens stores", True),
+    ("PTA", "PTA价格上涨", True),  # a Latin word beside Chinese text
+    ("棉花", "郑州棉花期货", True),
+    ("5G工厂", "建设5g工厂", True),
+    ("wool", "woollen mills", False),
+    ("cotton price", "cotton, price", True),  # punctuation between the words
+    ("knitting machine", "a knitting-machine maker", True),  # a compound split
+    ("fast fashion", "an ultra-fast-fashion penalty", True),
+    ("ultra", "an ultra-fast-fashion penalty", False),  # not a head part
+]
+
+
+@pytest.mark.parametrize(("term", "text", "expected"), WORD_CASES)
 def test_word_matching(term: str, text: str, expected: bool) -> None:
     assert parse_term(term).search(FieldText(text)) is expected
+
+
+@pytest.mark.parametrize(("term", "text", "expected"), WORD_CASES)
+def test_the_term_index_finds_what_each_term_finds(term: str, text: str, expected: bool) -> None:
+    """Categorizing finds every term of a taxonomy in one scan (``TermIndex``); it must
+    agree with the term tried alone. The index of word starts it replaced missed a
+    phrase written as a compound ("fast-fashion")."""
+    compiled = parse_term(term)
+    fields = index_fields({"title": text, "summary": f"The story. {text}"})
+    found = TermIndex([compiled, parse_term("unrelated"), parse_term("其他")]).hits(fields)
+    assert (id(compiled) in found) is expected
+    if expected:
+        assert found[id(compiled)] == ["title", "summary"]

@@ -1,0 +1,42 @@
+"""The gazetteer behind ``place:`` terms: names from GeoNames and ISO 3166, found in
+one scan of a text (``places.PlaceIndex``)."""
+
+from __future__ import annotations
+
+import pytest
+
+from aggregator.places import place_index
+
+
+@pytest.mark.parametrize(
+    ("text", "code", "names"),
+    [
+        ("Knitters in Tiruppur raise prices", "asia", ["Tiruppur"]),  # a city
+        ("Mills in Punjab's cotton belt", "in", ["Punjab"]),  # a possessive after it
+        ("浙江绍兴柯桥的印染企业", "cn", ["浙江", "绍兴"]),  # a province, a city
+        ("江苏苏州市的纺织", "cn", ["江苏", "苏州市"]),  # the longest name
+        ("A New York showroom", "us", ["New York"]),
+        ("Exports from Dhaka.", "bd", ["Dhaka"]),  # a full stop after it
+    ],
+)
+def test_places_are_found_by_country_and_region(text: str, code: str, names: list[str]) -> None:
+    assert place_index().find(text).get(code) == names
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Prices erode margins",  # a verb, not Erode (Tamil Nadu): names are capitalised
+        "Yorkshire woollen mills",  # York inside a longer word
+        "buyers from South-East Asia",  # not Botswana's South East district
+    ],
+)
+def test_words_that_only_look_like_places_are_not_places(text: str) -> None:
+    found = place_index().find(text)
+    assert "bw" not in found and "York" not in str(found) and "Erode" not in str(found)
+
+
+def test_new_york_is_not_also_york() -> None:
+    found = place_index().find("A New York showroom")
+    assert "York" not in [name for names in found.values() for name in names]
+    assert "gb" not in found
