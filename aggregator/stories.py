@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import zlib
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -121,11 +121,11 @@ def weighted_similarity(a: bytes, weights_a: np.ndarray, b: bytes, weights_b: np
 
     if not a or not b:
         return 0.0
-    _, in_a, _ = np.intersect1d(
-        np.frombuffer(a, dtype=np.uint32), np.frombuffer(b, dtype=np.uint32),
-        assume_unique=True, return_indices=True,
-    )  # fmt: skip
-    shared = float(weights_a[in_a].sum())
+    mine, theirs = np.frombuffer(a, dtype=np.uint32), np.frombuffer(b, dtype=np.uint32)
+    # Both sorted and distinct: a binary search finds the shared ones (intersect1d
+    # sorts both again).
+    at = np.minimum(theirs.searchsorted(mine), theirs.size - 1)
+    shared = float(weights_a[theirs[at] == mine].sum())
     union = float(weights_a.sum()) + float(weights_b.sum()) - shared
     return shared / union if union else 0.0
 
@@ -207,9 +207,11 @@ def decide_story(
     candidates: Mapping[int, Candidate],
     counts: WordPairCounts,
     settings: ClusterSettings,
+    weights_of: Callable[[int, Report], np.ndarray] | None = None,
 ) -> StoryJoin:
     """The story a report joins among its candidates' stories, and the other stories
     it proves the same one (to merge into it), or a new story (``StoryJoin()``).
+    ``weights_of``: a candidate's pair weights, when the caller keeps them.
 
     A story is joined when one of its checked members is the same story by the
     evidence and none is another report in the same template (words alike, figures
@@ -219,7 +221,7 @@ def decide_story(
     vetoed: set[int] = set()
     for item_id, candidate in sorted(candidates.items()):
         theirs = candidate.report
-        their_weights = counts.weights(theirs.pairs)
+        their_weights = weights_of(item_id, theirs) if weights_of else counts.weights(theirs.pairs)
         pairs = min(len(mine.pairs), len(theirs.pairs)) // 4  # 4 bytes a pair
         short = pairs < settings.short_text
         evidence = judge(
@@ -325,6 +327,7 @@ class StoryStage:
             (key for keys in bands for key in keys),
             min(published) - window,
             max(published) + window,
+            most=MAX_ITEMS_A_KEY,
         )
         reports = [
             Report.of(r.item.title, r.item.summary_text, r.pairs or None, r.facts or None)
@@ -335,13 +338,23 @@ class StoryStage:
         in_batch: dict[int, list[int]] = {}
         pending: dict[int, _Pending] = {}
         batch: list[NewItem] = []
+        # A template's reports are candidates of most of a batch: their pair weights
+        # are looked up once a batch (the counts are all added already).
+        weights: dict[int, np.ndarray] = {}
+
+        def weights_of(item_id: int, report: Report) -> np.ndarray:
+            found = weights.get(item_id)
+            if found is None:
+                found = weights[item_id] = counts.weights(report.pairs)
+            return found
+
         for ready, keys, when, report in zip(fresh, bands, published, reports, strict=True):
             band_keys, figure_keys = split_keys(keys)
             bands_shared = _shared_keys(band_keys, when, window, stored, in_batch, pending)
             figures_shared = _shared_keys(figure_keys, when, window, stored, in_batch, pending)
             chosen = _best_candidates(bands_shared, figures_shared)
             found = self._candidates(tx, chosen, pending)
-            story = decide_story(report, found, counts, self.settings)
+            story = decide_story(report, found, counts, self.settings, weights_of)
             item_id = tx.reserve_id("items")
             story_id = story.story_id
             if story_id is None:
