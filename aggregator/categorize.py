@@ -11,7 +11,7 @@ Then, for each topic, in this order:
      floss) never counts as 棉花 (cotton);
   3. ``include`` terms score: each term counts once, in its best field, as field
      weight x term weight (a title hit counts more than a body hit); the item needs
-     ``threshold``;
+     ``threshold``, and ``min_terms`` distinct terms unless one is in its title;
   4. every ``all_of`` element must occur, and the ``match`` expression must hold.
 
 A topic's ``use`` rule sets add their terms to its own. ``judge`` returns the whole
@@ -95,6 +95,8 @@ class CompiledTopic:
     threshold: float
     weights: Mapping[str, float]
     sources: frozenset[str]
+    #: Distinct include terms needed unless one is in the title.
+    min_terms: int = 1
     #: The textile-scope gate the topic requires (None: it has none, or opted out).
     gate: ScopeGate | None = None
     #: id() of each include term: an item none of them occurs in cannot score.
@@ -121,6 +123,7 @@ class CompiledTopic:
             exclude=tuple(_compile(t) for t in dict.fromkeys(exclude)),
             expression=parse_expression(topic.match) if topic.match else None,
             threshold=topic.threshold,
+            min_terms=topic.min_terms,
             weights=topic.weights.model_dump(),
             sources=frozenset(topic.sources),
             gate=gate if topic.scope else None,
@@ -181,10 +184,14 @@ class TopicVerdict:
     source_excluded: bool
     #: The scope gate's verdict, when the topic requires it.
     scope: ScopeVerdict | None = None
+    #: The score was reached by fewer distinct terms than ``min_terms``, none in the title.
+    too_few_terms: int | None = None
 
     def reasons(self) -> list[str]:
         """Why the item is out (or what else decided), beyond score and hits."""
         found = []
+        if self.too_few_terms is not None:
+            found.append(f"only {self.too_few_terms} distinct term(s), none in the title")
         if self.source_excluded:
             found.append("source not in this topic's sources")
         if self.scope is not None and not self.scope.in_scope:
@@ -288,6 +295,11 @@ def judge(
         expression = evaluate(topic.expression, fields, matched)
         expression_hits = [_hit(term, name, topic.weights) for term, name in matched]
     scored = score >= topic.threshold if topic.include else True
+    too_few = None
+    if scored and topic.include and topic.min_terms > 1:
+        distinct = len({h.term for h in hits})
+        if distinct < topic.min_terms and not any(h.field == "title" for h in hits):
+            scored, too_few = False, distinct
     belongs = (
         not source_excluded
         and (scope is None or scope.in_scope)
@@ -308,6 +320,7 @@ def judge(
         expression=expression,
         source_excluded=source_excluded,
         scope=scope,
+        too_few_terms=too_few,
     )
 
 

@@ -601,6 +601,9 @@ class TopicConfig(_Model):
     #: The item belongs when its include score reaches this (hits x field weight x term
     #: weight, each term counted once, in its best field).
     threshold: float = Field(default=1.0, gt=0)
+    #: Distinct include terms the item needs, unless one of them is in its title: one
+    #: word in the lead, however heavy, is a mention more often than a subject.
+    min_terms: int = Field(default=1, ge=1)
     weights: FieldWeights = FieldWeights()
     #: Only items from these source ids can enter the topic.
     sources: tuple[SourceId, ...] = ()

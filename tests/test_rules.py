@@ -117,6 +117,21 @@ def test_weights_and_threshold() -> None:
     assert repeated.score == 2.0  # one term, counted once, in its best field
 
 
+def test_min_terms_asks_for_several_terms_unless_one_is_in_the_title() -> None:
+    """One heavy word in the lead reaches a threshold alone ("label" in "garment
+    accessory units making labels"): ``min_terms`` asks for a second term, or a title
+    hit, before the item is about the topic (the guide: subject, not mention)."""
+    rules = {"include": [{"term": "label", "weight": 2}, "brand"], "threshold": 3, "min_terms": 2}
+    one_term = verdict(item("Zone signs deals", "Units will make labels and zips."), **rules)
+    assert (one_term.belongs, one_term.score) == (False, 3.0)
+    assert "only 1 distinct term(s), none in the title" in one_term.reasons()
+    assert verdict(item("Zone signs deals", "A brand's new label. More."), **rules).belongs
+    assert verdict(item("Label launch", "x"), include=rules["include"], threshold=2,
+                   min_terms=2).belongs  # fmt: skip
+    assert verdict(item("Zone signs deals", "Units will make labels and zips."),
+                   include=rules["include"], threshold=3).belongs  # fmt: skip
+
+
 def test_excludes_veto_and_are_masked_first() -> None:
     vetoed = verdict(item("棉花糖机械展销会"), include=["棉花"], exclude=["棉花糖"])
     assert not vetoed.belongs
