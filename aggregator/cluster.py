@@ -248,23 +248,32 @@ class ReportFacts:
     """What the story stage compares of a report besides its word pairs. Computed
     where items are prepared (worker processes) and stored beside the band keys, so
     the polling process neither builds the gazetteer (~70 MB, ~1 s) nor reads
-    figures again for each candidate."""
+    figures again for each candidate, and keeps no text in its cache of reports."""
 
     figures: frozenset[str]
     chinese: bool
     #: The figures and the places its title names: a template's reports differ there.
     title_figures: frozenset[str] = frozenset()
     title_places: tuple[str, ...] = ()
+    #: Every place its title and text name.
+    places: frozenset[str] = frozenset()
 
     @classmethod
     def of(cls, title: str, text: str) -> ReportFacts:
         from aggregator.places import place_index
 
-        places = {n: None for names in place_index().find(title).values() for n in names}
+        index = place_index()
+        in_title = {n: None for names in index.find(title).values() for n in names}
+        named = {n for names in index.find(f"{title} {text}").values() for n in names}
         return cls(
             figures(title, text), chinese(title), title_figures=figures(title, ""),
-            title_places=tuple(places),
+            title_places=tuple(in_title), places=frozenset(named | set(in_title)),
         )  # fmt: skip
+
+    def names(self, place: str) -> bool:
+        """Whether the report names ``place``, or a longer or shorter form of it
+        (苏州 and 苏州市)."""
+        return any(place in other or other in place for other in self.places)
 
     def encode(self) -> str:
         """One line of text to store: fields apart by RS, values by US."""
@@ -273,17 +282,18 @@ class ReportFacts:
             "\x1f".join(sorted(self.figures)),
             "\x1f".join(sorted(self.title_figures)),
             "\x1f".join(self.title_places),
+            "\x1f".join(sorted(self.places)),
         )
         return "\x1e".join(fields)
 
     @classmethod
     def decode(cls, stored: str) -> ReportFacts:
-        flag, found, in_title, places = stored.split("\x1e")
+        flag, found, in_title, places, named = stored.split("\x1e")
 
         def values(field: str) -> list[str]:
             return field.split("\x1f") if field else []
 
         return cls(
             frozenset(values(found)), flag == "zh", frozenset(values(in_title)),
-            tuple(values(places)),
+            tuple(values(places)), frozenset(values(named)),
         )  # fmt: skip

@@ -52,8 +52,8 @@ MAX_CANDIDATES = 12
 #: A band or figure key held by more stored items than this is left out of the
 #: ranking: it marks a template, not a story (like a stop word).
 MAX_ITEMS_A_KEY = 64
-#: Reports kept taken apart during a cycle (about 1.5 kB each: pairs, figures, text).
-REPORTS_KEPT = 16384
+#: Reports kept taken apart during a cycle (about 1 kB each: pairs and facts, no text).
+REPORTS_KEPT = 32768
 
 
 class WordPairCounts:
@@ -77,6 +77,15 @@ class WordPairCounts:
         self.counts = counts if counts is not None else np.zeros(self.SIZE, dtype=np.uint16)
         self.reports = reports
         self.changed = False
+        # Each counter's weight, kept up to date as reports are counted: looking a
+        # report's weights up is then one gather (they were a tenth of a cold cycle's
+        # polling process when worked out for every comparison).
+        self._table = self._weight(self.counts)
+
+    def _weight(self, seen: np.ndarray) -> np.ndarray:
+        import numpy as np
+
+        return np.minimum(1.0, self.COMMON_AT / np.maximum(seen, 1)).astype(np.float32)
 
     @classmethod
     def from_bytes(cls, reports: int, blob: bytes) -> WordPairCounts:
@@ -97,12 +106,16 @@ class WordPairCounts:
         if not pairs:
             return
         slots = np.frombuffer(pairs, dtype=np.uint32) & (self.SIZE - 1)
-        self.counts[slots] = self.counts[slots] + (self.counts[slots] < 0xFFFF)
+        seen = self.counts[slots]
+        seen += seen < 0xFFFF
+        self.counts[slots] = seen
+        self._table[slots] = self._weight(seen)
         self.reports += 1
         self.changed = True
         if self.reports >= self.HALVE_AFTER:
             self.counts >>= 1
             self.reports //= 2
+            self._table = self._weight(self.counts)
 
     def weights(self, pairs: bytes) -> np.ndarray:
         """How much each pair counts, in ``pairs``' order: 1, or COMMON_AT / n for a
@@ -110,8 +123,7 @@ class WordPairCounts:
         for nothing)."""
         import numpy as np
 
-        seen = self.counts[np.frombuffer(pairs, dtype=np.uint32) & (self.SIZE - 1)]
-        return np.minimum(1.0, self.COMMON_AT / np.maximum(seen, 1))
+        return self._table[np.frombuffer(pairs, dtype=np.uint32) & (self.SIZE - 1)]
 
 
 def weighted_similarity(a: bytes, weights_a: np.ndarray, b: bytes, weights_b: np.ndarray) -> float:
@@ -146,8 +158,6 @@ class Report:
     #: Word pairs: sorted distinct hashes (``pair_hashes``).
     pairs: bytes
     facts: ReportFacts
-    #: Title and text, where another title's places are looked for.
-    words: str = ""
 
     @classmethod
     def of(
@@ -158,8 +168,7 @@ class Report:
         return cls(
             pair_hashes(title, text) if pairs is None else pairs,
             ReportFacts.of(title, text) if facts is None else ReportFacts.decode(facts),
-            words=f"{title} {text}",
-        )  # fmt: skip
+        )
 
     @property
     def figures(self) -> frozenset[str]:
@@ -189,8 +198,8 @@ def _sibling(mine: Report, theirs: Report) -> str | None:
     mine_, theirs_ = mine.facts, theirs.facts
     if mine_.title_figures - theirs_.figures and theirs_.title_figures - mine_.figures:
         return TITLE_FIGURES_DIFFER
-    if any(p not in theirs.words for p in mine_.title_places) and any(
-        p not in mine.words for p in theirs_.title_places
+    if any(not theirs_.names(p) for p in mine_.title_places) and any(
+        not mine_.names(p) for p in theirs_.title_places
     ):
         return TITLE_PLACES_DIFFER
     return None
