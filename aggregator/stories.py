@@ -126,9 +126,9 @@ class WordPairCounts:
         return self._table[np.frombuffer(pairs, dtype=np.uint32) & (self.SIZE - 1)]
 
 
-def weighted_similarity(a: bytes, weights_a: np.ndarray, b: bytes, weights_b: np.ndarray) -> float:
-    """Weighted Jaccard of two reports' word pairs (sorted hashes, weights from
-    ``WordPairCounts.weights``)."""
+def weighted_similarity(a: bytes, weights_a: np.ndarray, b: bytes, total_b: float) -> float:
+    """Weighted Jaccard of two reports' word pairs (sorted hashes; ``weights_a`` from
+    ``WordPairCounts.weights``, ``total_b`` the sum of b's weights)."""
     import numpy as np
 
     if not a or not b:
@@ -138,7 +138,7 @@ def weighted_similarity(a: bytes, weights_a: np.ndarray, b: bytes, weights_b: np
     # sorts both again).
     at = np.minimum(theirs.searchsorted(mine), theirs.size - 1)
     shared = float(weights_a[theirs[at] == mine].sum())
-    union = float(weights_a.sum()) + float(weights_b.sum()) - shared
+    union = float(weights_a.sum()) + total_b - shared
     return shared / union if union else 0.0
 
 
@@ -216,11 +216,11 @@ def decide_story(
     candidates: Mapping[int, Candidate],
     counts: WordPairCounts,
     settings: ClusterSettings,
-    weights_of: Callable[[int, Report], np.ndarray] | None = None,
+    total_of: Callable[[int, Report], float] | None = None,
 ) -> StoryJoin:
     """The story a report joins among its candidates' stories, and the other stories
     it proves the same one (to merge into it), or a new story (``StoryJoin()``).
-    ``weights_of``: a candidate's pair weights, when the caller keeps them.
+    ``total_of``: a candidate's total pair weight, when the caller keeps it.
 
     A story is joined when one of its checked members is the same story by the
     evidence and none is another report in the same template (words alike, figures
@@ -230,11 +230,13 @@ def decide_story(
     vetoed: set[int] = set()
     for item_id, candidate in sorted(candidates.items()):
         theirs = candidate.report
-        their_weights = weights_of(item_id, theirs) if weights_of else counts.weights(theirs.pairs)
+        their_total = (
+            total_of(item_id, theirs) if total_of else float(counts.weights(theirs.pairs).sum())
+        )
         pairs = min(len(mine.pairs), len(theirs.pairs)) // 4  # 4 bytes a pair
         short = pairs < settings.short_text
         evidence = judge(
-            weighted_similarity(mine.pairs, my_weights, theirs.pairs, their_weights),
+            weighted_similarity(mine.pairs, my_weights, theirs.pairs, their_total),
             settings.threshold + (settings.short_text_margin if short else 0.0),
             mine.figures, theirs.figures, cross_lingual=theirs.chinese != mine.chinese,
         )  # fmt: skip
@@ -287,6 +289,8 @@ class StoryStage:
     #: story id -> the cached items in it (what a merge moves).
     members: dict[int, set[int]] = field(default_factory=dict)
     stories_seen_in: Transaction | None = None
+    #: item id -> (its total pair weight, the reports counted when it was summed).
+    weight_totals: dict[int, tuple[float, int]] = field(default_factory=dict)
 
     def band_index(self, tx: Transaction) -> BandIndex:
         """The cycle's band index, with what other writers committed since its last
@@ -347,15 +351,18 @@ class StoryStage:
         in_batch: dict[int, list[int]] = {}
         pending: dict[int, _Pending] = {}
         batch: list[NewItem] = []
-        # A template's reports are candidates of most of a batch: their pair weights
-        # are looked up once a batch (the counts are all added already).
-        weights: dict[int, np.ndarray] = {}
+        totals = self.weight_totals
 
-        def weights_of(item_id: int, report: Report) -> np.ndarray:
-            found = weights.get(item_id)
-            if found is None:
-                found = weights[item_id] = counts.weights(report.pairs)
-            return found
+        def total_of(item_id: int, report: Report) -> float:
+            """A candidate's total pair weight, worked out again once the counts grew
+            by a twentieth: template reports are candidates of thousands of reports,
+            and looking their weights up each time was a tenth of a cold cycle."""
+            held = totals.get(item_id)
+            if held is None or counts.reports > held[1] * 1.05 + 16:
+                if len(totals) > 2 * REPORTS_KEPT:
+                    totals.clear()
+                held = totals[item_id] = (float(counts.weights(report.pairs).sum()), counts.reports)
+            return held[0]
 
         for ready, keys, when, report in zip(fresh, bands, published, reports, strict=True):
             band_keys, figure_keys = split_keys(keys)
@@ -363,7 +370,7 @@ class StoryStage:
             figures_shared = _shared_keys(figure_keys, when, window, stored, in_batch, pending)
             chosen = _best_candidates(bands_shared, figures_shared)
             found = self._candidates(tx, chosen, pending)
-            story = decide_story(report, found, counts, self.settings, weights_of)
+            story = decide_story(report, found, counts, self.settings, total_of)
             item_id = tx.reserve_id("items")
             story_id = story.story_id
             if story_id is None:
@@ -389,6 +396,7 @@ class StoryStage:
     def forget(self) -> None:
         """Drop what the caches hold (a write rolled back: some ids never got stored)."""
         self.reports.clear()
+        self.weight_totals.clear()
         self._forget_stories()
 
     def _forget_stories(self) -> None:
