@@ -51,7 +51,7 @@ def shipped_topics():  # type: ignore[no-untyped-def]
 
 @pytest.mark.parametrize(
     ("labels", "macro_floor", "no_topic_ceiling"),
-    [(outside_labels, 0.88, 0.10), (own_labels, 0.87, 0.10)],
+    [(outside_labels, 0.91, 0.06), (own_labels, 0.89, 0.08)],
     ids=["outside-development-set", "own-set"],
 )
 def test_shipped_taxonomy_holds_its_measured_quality(
@@ -63,7 +63,7 @@ def test_shipped_taxonomy_holds_its_measured_quality(
     overall, groups = evaluate(read_labels(labels(tmp_path)), shipped_topics())
     assert overall.macro_f1 >= macro_floor, overall.macro_f1
     assert overall.no_topic_wrong <= no_topic_ceiling * overall.no_topic_items
-    weak = {slug: round(s.f1, 2) for slug, s in overall.per_topic.items() if s.f1 < 0.70}
+    weak = {slug: round(s.f1, 2) for slug, s in overall.per_topic.items() if s.f1 < 0.80}
     assert not weak
     assert {g.label for g in groups} >= {"lang=en", "lang=zh"}
 
