@@ -22,6 +22,7 @@ half a second), only when a taxonomy uses ``place:`` terms.
 
 from __future__ import annotations
 
+import logging
 import os
 import pickle
 import re
@@ -30,6 +31,8 @@ import sys
 import unicodedata
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
+
+log = logging.getLogger(__name__)
 
 #: Asian countries (GeoNames continent AS) that the guide counts as the Middle East.
 MIDDLE_EAST = frozenset(
@@ -145,7 +148,8 @@ def place_index() -> PlaceIndex:
     (and count). The child hands back only the names and their codes."""
     try:
         latin, cjk = _names_from_a_child()
-    except (OSError, subprocess.SubprocessError, pickle.UnpicklingError, ValueError):
+    except Exception as exc:  # any failure: the same names, gathered here
+        log.debug("gathering place names in a child failed (%s); gathering them here", exc)
         latin, cjk = gazetteer_names()
     return PlaceIndex(latin, cjk)
 

@@ -330,7 +330,7 @@ class TermIndex:
                         field.joined(mode, SPLIT), overlapping=True
                     ):
                         hit.update(ids.phrases[i])
-            if self._cjk is not None and _CJK.search(field.text):
+            if self._cjk is not None and not field.text.isascii() and _CJK.search(field.text):
                 ids_cjk = self._cjk_ids[name]
                 for i, _, _ in self._cjk.find_matches_as_indexes(field.lower, overlapping=True):
                     hit.update(ids_cjk[i])
