@@ -78,7 +78,7 @@ class PlaceIndex:
     """Names -> codes, and a look-up over a text.
 
     Every name is a pattern of two Aho-Corasick automata (ahocorasick-rs, in Rust), so
-    a text is scanned once for all ~40,000 names: Chinese names leftmost-longest (the
+    a text is scanned once for all ~49,000 names: Chinese names leftmost-longest (the
     longest name at the first place one starts: 苏州市 and not 苏州, then what follows
     it), Latin names as whole words, the longest first where several start at one
     word ("New York", then not York). Scanning character by character in Python cost
