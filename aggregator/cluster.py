@@ -287,8 +287,12 @@ class ReportFacts:
         return "\x1e".join(fields)
 
     @classmethod
-    def decode(cls, stored: str) -> ReportFacts:
-        flag, found, in_title, places, named = stored.split("\x1e")
+    def decode(cls, stored: str) -> ReportFacts | None:
+        """The facts ``encode`` wrote, or None for a value in another layout."""
+        fields = stored.split("\x1e")
+        if len(fields) != 5:
+            return None
+        flag, found, in_title, places, named = fields
 
         def values(field: str) -> list[str]:
             return field.split("\x1f") if field else []

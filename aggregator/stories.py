@@ -167,7 +167,7 @@ class Report:
         ``ReportFacts``, when already known (prepared in a worker, or stored)."""
         return cls(
             pair_hashes(title, text) if pairs is None else pairs,
-            ReportFacts.of(title, text) if facts is None else ReportFacts.decode(facts),
+            (ReportFacts.decode(facts) if facts else None) or ReportFacts.of(title, text),
         )
 
     @property

@@ -115,10 +115,18 @@ def test_stored_reports_are_compared_from_their_stored_facts(
     def no_gazetteer(*_: object) -> None:
         raise AssertionError("the story stage took a stored report apart again")
 
-    monkeypatch.setattr(ReportFacts, "of", classmethod(no_gazetteer))
-    stage = StoryStage(SETTINGS, datetime(2026, 12, 1, tzinfo=UTC))
+    with monkeypatch.context() as patched:
+        patched.setattr(ReportFacts, "of", classmethod(no_gazetteer))
+        stage = StoryStage(SETTINGS, datetime(2026, 12, 1, tzinfo=UTC))
+        with storage.transaction() as tx:
+            found = stage._candidates(tx, {1}, {})
+    assert found[1].report.facts == expected
+    # Facts stored in another layout (an older build) are worked out again, not a
+    # crash of the cycle.
+    with sqlite3.connect(config.database_path) as db:
+        db.execute("UPDATE item_lsh SET facts = 'zh\x1e12'")
     with storage.transaction() as tx:
-        found = stage._candidates(tx, {1}, {})
+        found = StoryStage(SETTINGS, datetime(2026, 12, 1, tzinfo=UTC))._candidates(tx, {1}, {})
     storage.close()
     assert found[1].report.facts == expected
 
