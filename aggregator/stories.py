@@ -91,7 +91,10 @@ class WordPairCounts:
     def from_bytes(cls, reports: int, blob: bytes) -> WordPairCounts:
         import numpy as np
 
-        counts = np.frombuffer(zlib.decompress(blob), dtype=np.uint16).copy()
+        try:
+            counts = np.frombuffer(zlib.decompress(blob), dtype=np.uint16).copy()
+        except (zlib.error, ValueError):
+            return cls()  # damaged: start counting again (they only weigh pairs down)
         if counts.size != cls.SIZE:
             return cls()  # another layout: start counting again
         return cls(counts, reports)

@@ -202,3 +202,7 @@ def test_word_pair_counts_survive_storing_and_halve_as_they_age() -> None:
     again.reports = WordPairCounts.HALVE_AFTER - 1
     again.add(pairs)
     assert int(again.counts.max()) == 3 and again.reports == WordPairCounts.HALVE_AFTER // 2
+    # Damaged counters (a torn write, an edited database) start counting again.
+    for damaged in (b"not zlib", counts.to_bytes()[:-7]):
+        fresh = WordPairCounts.from_bytes(9, damaged)
+        assert fresh.reports == 0 and int(fresh.counts.max()) == 0
