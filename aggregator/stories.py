@@ -129,9 +129,11 @@ class WordPairCounts:
         return self._table[np.frombuffer(pairs, dtype=np.uint32) & (self.SIZE - 1)]
 
 
-def weighted_similarity(a: bytes, weights_a: np.ndarray, b: bytes, total_b: float) -> float:
+def weighted_similarity(
+    a: bytes, weights_a: np.ndarray, total_a: float, b: bytes, total_b: float
+) -> float:
     """Weighted Jaccard of two reports' word pairs (sorted hashes; ``weights_a`` from
-    ``WordPairCounts.weights``, ``total_b`` the sum of b's weights)."""
+    ``WordPairCounts.weights``, ``total_a`` and ``total_b`` the sums of their weights)."""
     import numpy as np
 
     if not a or not b:
@@ -141,7 +143,7 @@ def weighted_similarity(a: bytes, weights_a: np.ndarray, b: bytes, total_b: floa
     # sorts both again).
     at = np.minimum(theirs.searchsorted(mine), theirs.size - 1)
     shared = float(weights_a[theirs[at] == mine].sum())
-    union = float(weights_a.sum()) + total_b - shared
+    union = total_a + total_b - shared
     return shared / union if union else 0.0
 
 
@@ -229,6 +231,7 @@ def decide_story(
     evidence and none is another report in the same template (words alike, figures
     differ)."""
     my_weights = counts.weights(mine.pairs)
+    my_total = float(my_weights.sum())
     best: dict[int, tuple[StoryEvidence, int]] = {}
     vetoed: set[int] = set()
     for item_id, candidate in sorted(candidates.items()):
@@ -239,7 +242,7 @@ def decide_story(
         pairs = min(len(mine.pairs), len(theirs.pairs)) // 4  # 4 bytes a pair
         short = pairs < settings.short_text
         evidence = judge(
-            weighted_similarity(mine.pairs, my_weights, theirs.pairs, their_total),
+            weighted_similarity(mine.pairs, my_weights, my_total, theirs.pairs, their_total),
             settings.threshold + (settings.short_text_margin if short else 0.0),
             mine.figures, theirs.figures, cross_lingual=theirs.chinese != mine.chinese,
         )  # fmt: skip

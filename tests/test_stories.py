@@ -188,7 +188,8 @@ def test_boilerplate_many_reports_carry_weighs_little() -> None:
     # What is said only in these two reports still counts in full.
     weights = seen.weights(one.pairs)
     assert weights.max() == 1.0 and weights.min() < 0.5
-    assert weighted_similarity(one.pairs, weights, one.pairs, float(weights.sum())) == 1.0
+    total = float(weights.sum())
+    assert weighted_similarity(one.pairs, weights, total, one.pairs, total) == 1.0
 
 
 def test_word_pair_counts_survive_storing_and_halve_as_they_age() -> None:
