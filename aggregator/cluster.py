@@ -264,10 +264,10 @@ class ReportFacts:
 
         index = place_index()
         in_title = {n: None for names in index.find(title).values() for n in names}
-        named = {n for names in index.find(f"{title} {text}").values() for n in names}
+        in_text = {n for names in index.find(text).values() for n in names}
         return cls(
             figures(title, text), chinese(title), title_figures=figures(title, ""),
-            title_places=tuple(in_title), places=frozenset(named | set(in_title)),
+            title_places=tuple(in_title), places=frozenset(in_text.union(in_title)),
         )  # fmt: skip
 
     def names(self, place: str) -> bool:
