@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from aggregator.cluster import tokens
+from aggregator.cluster import significant_digits, tokens
 
 NUM_PERM = 128
 #: LSH bands x rows per band (= NUM_PERM). Two items become candidates when all the rows
@@ -133,8 +133,6 @@ def figure_blob(item_figures: Iterable[str]) -> bytes:
     like band keys and stored after them: a rewrite or a translation of a report,
     with few word pairs in common, still shares its figures. Left out: short numbers
     and years, which too many reports share."""
-    from aggregator.cluster import significant_digits
-
     # Keyed by their significant digits: 117.8 (亿 yuan) and 11.78 (billion) are one key.
     chosen = sorted(
         {significant_digits(f) for f in item_figures

@@ -89,7 +89,7 @@ class PlaceIndex:
 
         self._latin_names = sorted(latin)
         self._latin_codes = [latin[name] for name in self._latin_names]
-        # A possessive or trailing dot is not part of the name ("Cambodia's").
+        # Overlapping matches: find picks the longest whole-word one at each start.
         self._latin = ahocorasick_rs.AhoCorasick(self._latin_names)
         self._cjk_names = sorted(cjk)
         self._cjk_codes = [cjk[name] for name in self._cjk_names]
