@@ -16,7 +16,9 @@ stems (PyStemmer): "exports", "exporter" and "exporting" all find ``export``.
 A hyphenated compound counts as its last word (its head) and as its capitalised
 parts: "brand-new" is not ``brand``, "Xinjiang-linked" is ``Xinjiang``; the whole
 compound is a word too (``brand-new``). Case-sensitive and ``=`` terms compare the
-words as written. Terms with CJK characters match as substrings (Chinese has no
+words as written. A term in capitals is an acronym and case-sensitive unless it says
+otherwise: ``LEED`` finds "LEED" and "LEEDs" but not "Leeds"; from four letters also the
+name form ("ASEAN" finds "Asean"). Terms with CJK characters match as substrings (Chinese has no
 spaces).
 
 An **expression** combines terms: ``cotton AND (price OR futures) AND NOT candy``,
@@ -243,7 +245,8 @@ class Term:
     def _has_phrase(self, field: FieldText) -> bool:
         """Whether this Latin term occurs in the field's words."""
         if len(self.words) == 1:
-            return self.words[0] in field.distinct(self.mode)
+            distinct = field.distinct(self.mode)
+            return any(needle[1:-1] in distinct for needle in self.needles)
         joined = field.joined(self.mode)
         if any(needle in joined for needle in self.needles):
             return True
@@ -391,7 +394,9 @@ def parse_term(spec: str | Mapping[str, object]) -> Term:
         raise RuleError("empty term")
     if text.startswith("place:") and not is_regex:
         return _place_term(text, field, options)
-    case_sensitive = bool(options.get("case_sensitive", False))
+    # An acronym means itself: LEED is not "Leeds" (both stem to "leed").
+    acronym = "case_sensitive" not in options and not is_regex and _is_acronym(text)
+    case_sensitive = acronym or bool(options.get("case_sensitive", False))
     weight = float(options.get("weight", 1.0))  # type: ignore[arg-type]
     if weight <= 0:
         raise RuleError("weight must be greater than zero")
@@ -410,10 +415,29 @@ def parse_term(spec: str | Mapping[str, object]) -> Term:
         raise RuleError(f"term {text!r} has no letters or digits")
     if exact and not case_sensitive:
         label = f"{field}:={text}" if field else f"={text}"
+    phrase = " ".join(words)
+    forms = _acronym_forms(phrase) if acronym else (phrase,)
     return Term(
         text=label, field=field, weight=weight, words=words, mode=mode,
-        needles=(f" {' '.join(words)} ",),
+        needles=tuple(f" {form} " for form in forms),
     )  # fmt: skip
+
+
+_ACRONYM = re.compile(r"[A-Z][A-Z0-9]*[A-Z][A-Z0-9]*(?:[ -][A-Z][A-Z0-9]*[A-Z][A-Z0-9]*)*")
+
+
+def _is_acronym(text: str) -> bool:
+    """Whether every word of a Latin term is written in capitals ("LEED", "PM MITRA")."""
+    return _ACRONYM.fullmatch(text) is not None
+
+
+def _acronym_forms(phrase: str) -> tuple[str, ...]:
+    """How the press writes an acronym: as itself, in the plural ("IPOs") and, from four
+    letters, as a name ("Asean", "Oeko-Tex"; a shorter one would be a word: "Vat")."""
+    forms = [phrase, phrase + "s"]
+    if " " not in phrase and len(phrase.replace("-", "")) >= 4:
+        forms.append("-".join(part.capitalize() for part in phrase.split("-")))
+    return tuple(forms)
 
 
 def _place_term(text: str, field: str | None, options: Mapping[str, object]) -> Term:

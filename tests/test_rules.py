@@ -257,6 +257,16 @@ WORD_CASES = [
     ("knitting machine", "a knitting-machine maker", True),  # a compound split
     ("fast fashion", "an ultra-fast-fashion penalty", True),
     ("ultra", "an ultra-fast-fashion penalty", False),  # not a head part
+    # An acronym is compared as written, so its stem meets no word ("Leeds" -> "leed"),
+    # but the press also writes it in the plural and, from four letters, as a name.
+    ("LEED", "a store in Leeds", False),
+    ("LEED", "a LEED Gold mill", True),
+    ("IPO", "two IPOs this year", True),
+    ("VAT", "a dyeing vat", False),
+    ("VAT", "a VAT cut", True),
+    ("ASEAN", "Asean ministers met", True),
+    ("OEKO-TEX", "Oeko-Tex certified yarn", True),
+    ("PM MITRA", "seven PM MITRA parks", True),
 ]
 
 
