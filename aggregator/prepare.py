@@ -21,6 +21,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -243,6 +244,10 @@ def _prepare_in_worker(
     return prepare_feed(source, result, now, _worker_topics, seen)
 
 
+#: How often one pool starts its workers again after one died, before it gives up.
+MAX_RESTARTS = 3
+
+
 class Preparer:
     """A pool of worker processes preparing feed bodies, for one taxonomy.
 
@@ -258,13 +263,17 @@ class Preparer:
     ) -> None:
         self.rules = (tuple(topics), dict(rule_sets), trade_sources)
         self.workers = workers
-        context = multiprocessing.get_context("forkserver")
+        self.restarts = 0
+        self._context = multiprocessing.get_context("forkserver")
         # The gazetteer too, when a topic uses place terms: built once, shared by all.
         places = ["aggregator.places_loaded"] if _uses_places(topics, rule_sets) else []
-        context.set_forkserver_preload([__name__, *_STAGES, *places])
-        self._pool = ProcessPoolExecutor(
-            max_workers=workers,
-            mp_context=context,
+        self._context.set_forkserver_preload([__name__, *_STAGES, *places])
+        self._pool = self._new_pool()
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(
+            max_workers=self.workers,
+            mp_context=self._context,
             initializer=_start_worker,
             initargs=(*self.rules, os.getpid()),
         )
@@ -276,8 +285,28 @@ class Preparer:
         now: datetime,
         seen: frozenset[int] = frozenset(),
     ) -> Future[PreparedSource]:
-        """``seen``: fingerprints of what the source delivered before (not redone)."""
-        return self._pool.submit(_prepare_in_worker, source, result, now, seen)
+        """``seen``: fingerprints of what the source delivered before (not redone).
+
+        When a worker has died (killed, out of memory), the pool is unusable: a new one
+        takes the rest of the cycle, up to ``MAX_RESTARTS`` times. Past that the future
+        fails, so the source is retried next cycle and the cycle goes on."""
+        try:
+            return self._pool.submit(_prepare_in_worker, source, result, now, seen)
+        except BrokenProcessPool as exc:
+            if self.restarts >= MAX_RESTARTS:
+                failed: Future[PreparedSource] = Future()
+                failed.set_exception(exc)
+                return failed
+            log.warning("a parse worker died: starting the worker processes again")
+            self.restarts += 1
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = self._new_pool()
+            return self._pool.submit(_prepare_in_worker, source, result, now, seen)
+
+    @property
+    def broken(self) -> bool:
+        """Whether this pool gave up restarting its workers (a new one is needed)."""
+        return self.restarts >= MAX_RESTARTS
 
     def serves(
         self,
@@ -310,6 +339,7 @@ class Workers:
         current = self._preparer
         if (
             current is None
+            or current.broken
             or current.workers != count
             or not current.serves(config.topics, config.rule_sets, config.trade_press)
         ):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from concurrent.futures.process import BrokenProcessPool
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -140,6 +141,35 @@ def test_entries_delivered_before_are_not_categorized_again() -> None:
     assert empty == 0
     assert [r.complete for r in ready] == [False, True]
     assert ready[1].topics and len(keys_of(ready[1].bands)) == 32
+
+
+def test_a_dead_worker_is_replaced_and_the_cycle_goes_on() -> None:
+    """A parse worker killed mid-cycle (out of memory, ``kill -9``) broke the pool for
+    good: every later body raised BrokenProcessPool in the fetch thread, which ended the
+    cycle, and the daemon kept the broken pool for every cycle after it."""
+    import signal
+
+    from aggregator.config import SourceConfig
+    from aggregator.models import FetchOutcome, FetchResult
+    from aggregator.prepare import Preparer
+
+    config = load_config(PROJECT / "config" / "demo")
+    snapshot = sorted((PROJECT / "config" / "demo" / "snapshots").iterdir())[0]
+    source = SourceConfig(id="s", name="S", url="https://s.example/feed")
+    result = FetchResult(
+        source_id="s", url=source.url, outcome=FetchOutcome.OK, body=snapshot.read_bytes()
+    )
+    pool = Preparer(config.topics, config.rule_sets, 1)
+    try:
+        assert pool.submit(source, result, NOW).result(timeout=60).items
+        for pid in list(pool._pool._processes):  # type: ignore[attr-defined]
+            os.kill(pid, signal.SIGKILL)
+        with pytest.raises(BrokenProcessPool):
+            pool._pool.submit(os.getpid).result(timeout=60)  # the pool notices the death
+        assert pool.submit(source, result, NOW).result(timeout=60).items
+        assert pool.restarts == 1 and not pool.broken
+    finally:
+        pool.close()
 
 
 OWNER_SCRIPT = """
