@@ -12,7 +12,9 @@ A **term** is a word or phrase, optionally scoped to a field and given options:
 Fields: ``title``, ``lead`` (the summary's first sentence), ``summary``, ``category``
 (the source's own labels), and, only when a term names them, ``source`` (its id and
 name) and ``language``. Latin terms match as whole words compared by their Snowball
-stems (PyStemmer): "exports", "exporter" and "exporting" all find ``export``.
+stems (PyStemmer): "exports", "exporter" and "exporting" all find ``export``; a
+derivation the stemmer also takes off stays apart ("designated" is not ``designer``,
+"fabrication" not ``fabric``).
 A hyphenated compound counts as its last word (its head) and as its capitalised
 parts: "brand-new" is not ``brand``, "Xinjiang-linked" is ``Xinjiang``; the whole
 compound is a word too (``brand-new``). Case-sensitive and ``=`` terms compare the
@@ -192,8 +194,38 @@ def _stem(words: list[str]) -> list[str]:
     if missing:
         if len(_stems) > 200_000:  # a long-running daemon sees unbounded vocabulary
             _stems.clear()
-        _stems.update(zip(missing, _STEMMER.stemWords(missing), strict=True))
+        stems = _STEMMER.stemWords(missing)
+        _stems.update(zip(missing, map(_word_key, missing, stems), strict=True))
     return list(map(_stems.__getitem__, words))
+
+
+#: What Snowball may take off a word and still leave the same word: inflections and the
+#: agent noun ("exporters" is ``export``).
+_INFLECTION = re.compile(r"(?:e|y|i)?(?:s|es|d|ed|ing|ings|er|ers)?")
+#: The inflection of a derivation, taken off so that each derivation has one form
+#: ("designated", "designates", "designate" -> "at"; "authorities" -> "iti").
+_DERIVATION_INFLECTION = re.compile(r"(?:e|es|s|d|ed|ing)$")
+
+
+def _word_key(word: str, stem: str) -> str:
+    """How a word is compared: its Snowball stem, unless the stemmer took off a
+    derivation that changes the sense ("designated" is not "designer", "fabrication"
+    not "fabric", "production" not "products", "fairly" not "fair"): then the stem and
+    the derivation, so "designations" still finds "designation"."""
+    shared = 0
+    for a, b in zip(word, stem, strict=False):
+        if a != b:
+            break
+        shared += 1
+    rest = word[shared:]
+    if len(rest) > 1 and rest[0] == word[shared - 1]:  # a doubled consonant: "spinning"
+        rest = rest[1:]
+    if _INFLECTION.fullmatch(rest):
+        return stem
+    derivation = _DERIVATION_INFLECTION.sub("", rest)
+    if derivation.endswith("y"):
+        derivation = derivation[:-1] + "i"
+    return f"{stem}~{derivation}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -267,6 +267,16 @@ WORD_CASES = [
     ("ASEAN", "Asean ministers met", True),
     ("OEKO-TEX", "Oeko-Tex certified yarn", True),
     ("PM MITRA", "seven PM MITRA parks", True),
+    # Snowball also takes off derivations that change the sense; those stay apart.
+    ("designer", "a designated park", False),
+    ("designer", "two designers designed it", True),
+    ("fabric", "a steel fabrication shop", False),
+    ("production", "new products", False),
+    ("fair", "fairly priced", False),
+    ("collection", "collective bargaining", False),
+    ("authorities", "the port authority", True),
+    ("designation", "three designations", True),
+    ("spinning", "spinning mills", True),
 ]
 
 
