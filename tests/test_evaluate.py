@@ -43,6 +43,13 @@ def guide_labels(tmp_path: Path) -> Path:
     return DATA / "topics-guide-own.jsonl"
 
 
+def guide_labels_2(tmp_path: Path) -> Path:
+    """49 items on the boundaries of the weakest topics (cotton-fibre-prices,
+    corporate-finance, trade-policy), written after the first guide set and scored
+    before any rule was tuned on them: 0.696."""
+    return DATA / "topics-guide-own2.jsonl"
+
+
 def outside_labels(tmp_path: Path) -> Path:
     if not all(path.is_file() for path in OUTSIDE_FILES):
         pytest.skip(f"the outside development set is not beside the project ({OUTSIDE})")
@@ -57,20 +64,27 @@ def shipped_topics():  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.parametrize(
-    ("labels", "macro_floor", "no_topic_ceiling"),
-    [(outside_labels, 0.91, 0.06), (own_labels, 0.89, 0.08), (guide_labels, 0.93, 0.25)],
-    ids=["outside-development-set", "own-set", "own-guide-set"],
+    ("labels", "macro_floor", "no_topic_ceiling", "topic_floor"),
+    [
+        (outside_labels, 0.92, 0.06, 0.80),
+        (own_labels, 0.90, 0.08, 0.80),
+        (guide_labels, 0.95, 0.25, 0.80),
+        # A topic with no gold item and one false one scores 0 here: no topic floor.
+        (guide_labels_2, 0.78, 0.20, 0.0),
+    ],
+    ids=["outside-development-set", "own-set", "own-guide-set", "own-guide-set-2"],
 )
 def test_shipped_taxonomy_holds_its_measured_quality(
     tmp_path: Path,
-    labels,
+    labels,  # type: ignore[no-untyped-def]
     macro_floor: float,
-    no_topic_ceiling: float,  # type: ignore[no-untyped-def]
+    no_topic_ceiling: float,
+    topic_floor: float,
 ) -> None:
     overall, groups = evaluate(read_labels(labels(tmp_path)), shipped_topics())
     assert overall.macro_f1 >= macro_floor, overall.macro_f1
     assert overall.no_topic_wrong <= no_topic_ceiling * overall.no_topic_items
-    weak = {slug: round(s.f1, 2) for slug, s in overall.per_topic.items() if s.f1 < 0.80}
+    weak = {s: round(t.f1, 2) for s, t in overall.per_topic.items() if t.f1 < topic_floor}
     assert not weak
     assert {g.label for g in groups} >= {"lang=en", "lang=zh"}
 
