@@ -79,8 +79,13 @@ def shipped_topics():  # type: ignore[no-untyped-def]
         (guide_labels_2, 0.78, 0.20, 0.0),
         (guide_labels_3, 0.89, 0.20, 0.0),
     ],
-    ids=["outside-development-set", "own-set", "own-guide-set", "own-guide-set-2",
-         "own-guide-set-3"],  # fmt: skip
+    ids=[
+        "outside-development-set",
+        "own-set",
+        "own-guide-set",
+        "own-guide-set-2",
+        "own-guide-set-3",
+    ],
 )
 def test_shipped_taxonomy_holds_its_measured_quality(
     tmp_path: Path,
