@@ -745,16 +745,20 @@ class Transaction:
             nested.commit()
 
     def _insert_ignoring_conflicts(self, table: sa.Table) -> Any:
+        return self._dialect_insert(table).on_conflict_do_nothing()
+
+    def _dialect_insert(self, table: sa.Table) -> Any:
+        """An INSERT with the engine's ON CONFLICT clauses."""
         # Each engine's own dialect module (importing PostgreSQL's takes 0.05 s).
         dialect = self._c.dialect.name
         if dialect == "sqlite":
             from sqlalchemy.dialects import sqlite
 
-            return sqlite.insert(table).on_conflict_do_nothing()
+            return sqlite.insert(table)
         if dialect == "postgresql":
             from sqlalchemy.dialects import postgresql
 
-            return postgresql.insert(table).on_conflict_do_nothing()
+            return postgresql.insert(table)
         raise StorageError(f"unsupported database dialect {dialect!r}")
 
     def sync_sources(self, configs: Iterable[SourceConfig]) -> None:
@@ -1155,9 +1159,16 @@ class Transaction:
         return (row.reports, row.counts) if row else None
 
     def set_word_pair_counts(self, reports: int, counts: bytes) -> None:
+        # One statement: with delete-then-insert, two workers saving at once both
+        # inserted row 1 and one lost its whole batch (polled and downloaded again).
         table = self._t["word_pair_counts"]
-        self._c.execute(table.delete())
-        self._c.execute(table.insert().values(id=1, reports=reports, counts=counts))
+        insert = self._dialect_insert(table).values(id=1, reports=reports, counts=counts)
+        self._c.execute(
+            insert.on_conflict_do_update(
+                index_elements=[table.c.id],
+                set_={"reports": insert.excluded.reports, "counts": insert.excluded.counts},
+            )
+        )
 
     def update_item(self, item_id: int, item: Item) -> None:
         """Apply an edit by the origin source; the public id and first-seen time stay."""
