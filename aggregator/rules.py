@@ -19,9 +19,9 @@ A hyphenated compound counts as its last word (its head) and as its capitalised
 parts: "brand-new" is not ``brand``, "Xinjiang-linked" is ``Xinjiang``; the whole
 compound is a word too (``brand-new``). Case-sensitive and ``=`` terms compare the
 words as written. A term in capitals is an acronym and case-sensitive unless it says
-otherwise: ``LEED`` finds "LEED" and "LEEDs" but not "Leeds"; from four letters also the
-name form ("ASEAN" finds "Asean"). Terms with CJK characters match as substrings (Chinese has no
-spaces).
+otherwise: ``LEED`` finds "LEED" and "LEEDs" but not "Leeds"; from four letters also
+the name form ("ASEAN" finds "Asean"). Terms with CJK characters match as substrings
+(Chinese has no spaces).
 
 An **expression** combines terms: ``cotton AND (price OR futures) AND NOT candy``,
 with ``"quoted phrases"``, field prefixes (``title:cotton``) and parentheses. The
@@ -218,7 +218,7 @@ def _word_key(word: str, stem: str) -> str:
             break
         shared += 1
     rest = word[shared:]
-    if len(rest) > 1 and rest[0] == word[shared - 1]:  # a doubled consonant: "spinning"
+    if shared and len(rest) > 1 and rest[0] == word[shared - 1]:  # doubled: "spinning"
         rest = rest[1:]
     if _INFLECTION.fullmatch(rest):
         return stem
