@@ -332,6 +332,8 @@ class Fetcher:
                         "conditional": conditional,
                         "final_url": str(response.url),
                     }
+                    if status == 304 or status >= 400 or status < 200:
+                        await _drain(response)
                     if status == 304:
                         return _result(
                             request, started, FetchOutcome.NOT_MODIFIED,
@@ -372,6 +374,21 @@ class Fetcher:
         except httpx.HTTPError as exc:
             message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             return failed(message, "network")
+
+
+#: A body left unread closes its connection; one this small is read so the connection
+#: serves the host's next request (a 304 has none; error pages are short).
+DRAIN_LIMIT = 64 * 1024
+
+
+async def _drain(response: httpx.Response) -> None:
+    """Read a response we do not need to its end, when it is short: httpx closes the
+    connection of a response left unread, and every 304 of a cycle opened a new one."""
+    size = 0
+    async for chunk in response.aiter_raw():
+        size += len(chunk)
+        if size > DRAIN_LIMIT:
+            return
 
 
 class _UnsupportedEncodingError(ValueError):
