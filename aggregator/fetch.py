@@ -385,10 +385,13 @@ async def _drain(response: httpx.Response) -> None:
     """Read a response we do not need to its end, when it is short: httpx closes the
     connection of a response left unread, and every 304 of a cycle opened a new one."""
     size = 0
-    async for chunk in response.aiter_raw():
-        size += len(chunk)
-        if size > DRAIN_LIMIT:
-            return
+    try:
+        async for chunk in response.aiter_raw():
+            size += len(chunk)
+            if size > DRAIN_LIMIT:
+                return
+    except (httpx.StreamError, httpx.HTTPError):
+        return  # already read, or the connection broke: the answer is known anyway
 
 
 class _UnsupportedEncodingError(ValueError):
