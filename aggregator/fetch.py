@@ -255,7 +255,12 @@ class Fetcher:
             pool=settings.deadline,
         )
         transport = self._transport or httpx.AsyncHTTPTransport(
-            limits=httpx.Limits(max_connections=settings.concurrency)
+            # Every connection may stay open for the next request: httpx keeps 20 by
+            # default and closed the rest of the 32 after each response.
+            limits=httpx.Limits(
+                max_connections=settings.concurrency,
+                max_keepalive_connections=settings.concurrency,
+            )
         )
         if not settings.allow_private_addresses:
             transport = _GuardedTransport(transport)
