@@ -45,6 +45,22 @@ def source(n: int, host: str = "feeds.example.com") -> SourceConfig:
     return SourceConfig(id=f"s{n}", name=f"S{n}", url=f"https://{host}/{n}.rss")
 
 
+def someone_waits_for_a_lock(storage: Storage, seconds: float = 20) -> bool:
+    """Whether a connection to the database came to wait on a lock within ``seconds``."""
+    deadline = time.monotonic() + seconds
+    with storage.connect() as watcher:
+        while time.monotonic() < deadline:
+            waiting = watcher.execute(sa.text(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE wait_event_type = 'Lock' AND datname = current_database()"
+            )).scalar_one()  # fmt: skip
+            watcher.rollback()
+            if waiting:
+                return True
+            time.sleep(0.02)
+    return False
+
+
 def test_hosts_are_leased_to_one_worker_until_released_or_expired(pg_url: str) -> None:
     storage = Storage.open_url(pg_url)
     try:
@@ -124,18 +140,7 @@ def test_a_race_on_a_shared_link_retries_only_that_source(pg_url: str) -> None:
             thread = threading.Thread(target=worker_b)
             thread.start()
             # Commit only once B is waiting on A's row lock (the unique index entry).
-            deadline = time.monotonic() + 20
-            with storage_a.connect() as watcher:
-                while time.monotonic() < deadline:
-                    waiting = watcher.execute(sa.text(
-                        "SELECT count(*) FROM pg_stat_activity "
-                        "WHERE wait_event_type = 'Lock' AND datname = current_database()"
-                    )).scalar_one()  # fmt: skip
-                    watcher.rollback()
-                    if waiting:
-                        break
-                    time.sleep(0.02)
-            assert waiting, "worker B never waited for A"
+            assert someone_waits_for_a_lock(storage_a), "worker B never waited for A"
         thread.join(timeout=30)
         assert outcome["b"] == (1, 0), outcome["b"]
         with storage_a.connect() as connection:
@@ -173,18 +178,8 @@ def test_two_workers_saving_word_pair_counts_at_once_both_commit(pg_url: str) ->
             tx_a.set_word_pair_counts(5, b"from a")
             thread = threading.Thread(target=worker_b)
             thread.start()
-            deadline = time.monotonic() + 20
-            with storage_a.connect() as watcher:  # commit once B waits on A's row
-                while time.monotonic() < deadline:
-                    waiting = watcher.execute(sa.text(
-                        "SELECT count(*) FROM pg_stat_activity "
-                        "WHERE wait_event_type = 'Lock' AND datname = current_database()"
-                    )).scalar_one()  # fmt: skip
-                    watcher.rollback()
-                    if waiting:
-                        break
-                    time.sleep(0.02)
-            assert waiting, "worker B never waited for A"
+            # Commit only once B is waiting on A's row.
+            assert someone_waits_for_a_lock(storage_a), "worker B never waited for A"
         thread.join(timeout=30)
         assert outcome["b"] == "committed", outcome["b"]
         with storage_a.transaction() as tx:
