@@ -337,9 +337,8 @@ class Fetcher:
                         "conditional": conditional,
                         "final_url": str(response.url),
                     }
-                    if status == 304 or status >= 400 or status < 200:
-                        await _drain(response)
                     if status == 304:
+                        await _drain(response)
                         return _result(
                             request, started, FetchOutcome.NOT_MODIFIED,
                             # A 304 may carry fresh validators (RFC 9110 15.4.5); keep them.
@@ -347,6 +346,7 @@ class Fetcher:
                             **moved,
                         )  # fmt: skip
                     if status >= 400 or status < 200:
+                        await _drain(response)
                         blocked = None
                         if status in _RETRY_LATER:
                             blocked = retry_after(response.headers.get("retry-after"), _now())
