@@ -78,12 +78,13 @@ class FieldText:
     terms against 12 topics cost 19 ms an item as regexes and ~0.2 ms this way (see the
     README design notes)."""
 
-    __slots__ = ("_distinct", "_joined", "_places", "_tokens", "lower", "text")
+    __slots__ = ("_distinct", "_heads", "_joined", "_places", "_tokens", "lower", "text")
 
     def __init__(self, text: str) -> None:
         self.text = text
         self.lower = text.lower()
-        self._tokens: dict[tuple[str, str], list[str]] = {}
+        self._tokens: dict[str, list[str]] = {}
+        self._heads: dict[str, list[str]] = {}
         self._distinct: dict[str, set[str]] = {}
         self._joined: dict[tuple[str, str], str] = {}
         self._places: dict[str, list[str]] | None = None
@@ -91,26 +92,15 @@ class FieldText:
     def tokens(self, mode: str, compounds: str = WHOLE) -> list[str]:
         """The field's words in order, as ``mode`` compares them (STEM, EXACT, CASE),
         compounds as ``compounds`` says. Each form is made once, from the one before
-        (as written -> lower case -> stems), and a text without hyphens has one."""
-        if compounds != WHOLE and "-" not in self.text:
-            compounds = WHOLE
-        key = (mode, compounds)
-        found = self._tokens.get(key)
+        (as written -> lower case -> stems)."""
+        if compounds == HEADS:
+            return self.tokens(mode) + self.head_parts(mode)
+        if compounds == SPLIT:
+            return self.joined(mode, SPLIT).split()
+        found = self._tokens.get(mode)
         if found is None:
-            if compounds == HEADS:
-                # The whole words, and the head parts (case decides which, so they are
-                # found as written, then brought to the mode's form).
-                extra = _head_parts(self.tokens(CASE))
-                if mode != CASE:
-                    extra = [p.lower() for p in extra]
-                    if mode == STEM:
-                        extra = _stem(extra)
-                found = self.tokens(mode) + extra
-            elif mode == STEM:
-                found = _stem(self.tokens(EXACT, compounds))
-            else:
-                found = self.joined(mode, compounds).split()
-            self._tokens[key] = found
+            found = _stem(self.tokens(EXACT)) if mode == STEM else self.joined(mode).split()
+            self._tokens[mode] = found
         return found
 
     def words(self, mode: str) -> list[str]:
@@ -122,21 +112,27 @@ class FieldText:
         that count on their own (see ``_head_parts``)."""
         found = self._distinct.get(mode)
         if found is None:
-            found = self._distinct[mode] = set(self.tokens(mode, HEADS))
+            found = self._distinct[mode] = set(self.tokens(mode))
+            found.update(self.head_parts(mode))
         return found
 
     def joined(self, mode: str, compounds: str = WHOLE) -> str:
         """The words joined by single spaces, with a space at each end: a phrase is one
         substring search for " word word " (in C), whatever punctuation sat between
         the words in the text. SPLIT: compounds as their parts. One regex pass over the
-        text; the other forms are made from it by string methods (in C)."""
+        text; the other forms are made from it by string methods and maps (in C)."""
         if compounds == SPLIT and "-" not in self.text:
             compounds = WHOLE
         key = (mode, compounds)
         found = self._joined.get(key)
         if found is None:
-            if mode == STEM:
-                found = f" {' '.join(self.tokens(STEM, compounds))} "
+            if compounds == SPLIT and mode == STEM:
+                # Only the compounds are stemmed again, part by part.
+                parts_of = {c: " ".join(_stem(c.split("-"))) for c in self.compounds(EXACT)}
+                words = map(parts_of.get, self.tokens(EXACT), self.tokens(STEM))
+                found = f" {' '.join(words)} "
+            elif mode == STEM:
+                found = f" {' '.join(self.tokens(STEM))} "
             elif compounds == SPLIT:
                 found = self.joined(mode).replace("-", " ")
             elif mode == EXACT:
@@ -146,14 +142,44 @@ class FieldText:
             self._joined[key] = found
         return found
 
+    def compounds(self, mode: str) -> list[str]:
+        """The hyphenated words, as written (CASE) or in lower case: found from the
+        hyphens, not by a pass over every word."""
+        if mode == STEM:
+            raise ValueError("compounds are found as written or in lower case")
+        joined = self.joined(mode)
+        found = []
+        hyphen = joined.find("-")
+        while hyphen != -1:
+            start = joined.rfind(" ", 0, hyphen) + 1
+            end = joined.find(" ", hyphen)
+            found.append(joined[start:end])
+            hyphen = joined.find("-", end)
+        return found
+
+    def head_parts(self, mode: str) -> list[str]:
+        """The parts of the field's compounds that count on their own (see
+        ``_head_parts``), as ``mode`` compares them."""
+        found = self._heads.get(mode)
+        if found is None:
+            if "-" not in self.text:
+                found = []
+            elif mode == CASE:
+                found = _head_parts(self.compounds(CASE))
+            else:
+                found = [p.lower() for p in self.head_parts(CASE)]
+                if mode == STEM:
+                    found = _stem(found)
+            self._heads[mode] = found
+        return found
+
     def heads(self, mode: str) -> str:
-        """The head parts of the field's compounds (see ``_head_parts``), joined like
-        ``joined``: where one-word terms are also looked for."""
+        """The head parts of the field's compounds, joined like ``joined``: where one-word
+        terms are also looked for."""
         key = (mode, HEADS)
         found = self._joined.get(key)
         if found is None:
-            extra = self.tokens(mode, HEADS)[len(self.tokens(mode)) :]
-            found = self._joined[key] = f" {' '.join(extra)} "
+            found = self._joined[key] = f" {' '.join(self.head_parts(mode))} "
         return found
 
     def places(self) -> dict[str, list[str]]:
@@ -165,12 +191,12 @@ class FieldText:
         return self._places
 
 
-def _head_parts(words: list[str]) -> list[str]:
-    """The parts of the compounds among ``words`` that count on their own (HEADS): a
-    compound's last part (the head of an English compound) and its capitalised parts:
-    "brand-new" -> new; "Xinjiang-linked" -> Xinjiang, linked."""
+def _head_parts(compounds: list[str]) -> list[str]:
+    """The parts of ``compounds`` that count on their own (HEADS): a compound's last
+    part (the head of an English compound) and its capitalised parts: "brand-new" ->
+    new; "Xinjiang-linked" -> Xinjiang, linked."""
     parts_found: list[str] = []
-    for word in [w for w in words if "-" in w]:
+    for word in compounds:
         parts = word.split("-")
         # A capitalised modifier names what the compound is about ("Xinjiang-linked"),
         # unless every part is capitalised (Title Case: "Water-Jet Looms").
@@ -190,6 +216,10 @@ def _stem(words: list[str]) -> list[str]:
         import Stemmer  # PyStemmer: the Snowball stemmers in C
 
         _STEMMER = Stemmer.Stemmer("english")
+    try:
+        return list(map(_stems.__getitem__, words))  # most words were seen before
+    except KeyError:
+        pass
     missing = list(set(words).difference(_stems))
     if missing:
         if len(_stems) > 200_000:  # a long-running daemon sees unbounded vocabulary

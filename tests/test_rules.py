@@ -12,9 +12,15 @@ from aggregator.config import RuleSet, TopicConfig
 from aggregator.errors import ConfigError
 from aggregator.models import Item
 from aggregator.rules import (
+    CASE,
+    EXACT,
+    SPLIT,
+    STEM,
     FieldText,
     RuleError,
     TermIndex,
+    _head_parts,
+    _stem,
     evaluate,
     index_fields,
     parse_expression,
@@ -296,3 +302,28 @@ def test_the_term_index_finds_what_each_term_finds(term: str, text: str, expecte
     assert (id(compiled) in found) is expected
     if expected:
         assert found[id(compiled)] == ["title", "summary"]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "A well-known Xinjiang-linked mill bought knitting-machines, knitting-machines.",
+        "state-of-the-art -leading trailing- a--b x-ray X-Ray Water-Jet Looms",
+        "no compounds here at all",
+        "-",
+        "棉花-价格 and cotton-price",
+    ],
+)
+def test_compound_forms_are_the_words_split_and_their_heads(text: str) -> None:
+    """The split and head forms are built from the hyphens alone (only the compounds
+    are stemmed again); they must equal the forms made from every word."""
+    field = FieldText(text)
+    written = field.tokens(CASE)
+    assert field.compounds(CASE) == [w for w in written if "-" in w]
+    assert field.compounds(EXACT) == [w.lower() for w in written if "-" in w]
+    parts = field.joined(EXACT).replace("-", " ").split()
+    assert field.joined(STEM, SPLIT) == f" {' '.join(_stem(parts))} "
+    heads = _head_parts([w for w in written if "-" in w])
+    assert field.head_parts(CASE) == heads
+    assert field.head_parts(STEM) == _stem([h.lower() for h in heads])
+    assert field.distinct(STEM) == set(field.tokens(STEM)) | set(_stem([h.lower() for h in heads]))
