@@ -129,6 +129,9 @@ DEFAULT_PUBLISHER_PATTERNS: tuple[re.Pattern[str], ...] = (
     re.compile(r"(?:来源|稿源)\s*[:：]\s*([^\s。；;，,（(）)]{2,40})"),
 )
 _NAME_TRIM = " \t\"'“”‘’「」《》<>[]【】.,;:。，；：、·-"
+#: A word every default pattern needs: a text without one is not searched (the patterns'
+#: look-behinds cost a third of normalizing an item, tried at every character).
+_CREDIT_WORDS = ("ource", "OURCE", "来源", "来自", "转载自", "稿源")
 
 
 def credit_line(
@@ -138,7 +141,11 @@ def credit_line(
 
     The line is portal boilerplate: left in, it would make two reposts of different
     stories by one paper look alike, and one story credited two ways look different."""
-    for pattern in DEFAULT_PUBLISHER_PATTERNS if patterns is None else patterns:
+    if patterns is None:
+        if not any(word in text for word in _CREDIT_WORDS):
+            return None, text
+        patterns = DEFAULT_PUBLISHER_PATTERNS
+    for pattern in patterns:
         found = pattern.search(text)
         if found is None:
             continue

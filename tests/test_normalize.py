@@ -217,6 +217,9 @@ def test_content_hash_tracks_visible_content() -> None:
         ),
         ("羊绒价格持平。（来源：河北日报）", "河北日报", "羊绒价格持平。"),
         ("来源：纺织服装周刊 责任编辑：王", "纺织服装周刊", "责任编辑：王"),
+        ("Yarn output fell. (SOURCE: Textile Gazette)", "Textile Gazette", "Yarn output fell."),
+        ("棉价回落。（来自：中国纺织报）", "中国纺织报", "棉价回落。"),
+        ("稿源：新疆日报 编辑：李", "新疆日报", "编辑：李"),
         ("Open source: code for looms", None, "Open source: code for looms"),  # not a credit
         ("The source of the yarn is Egypt.", None, "The source of the yarn is Egypt."),
     ],
