@@ -52,6 +52,8 @@ class ScopeGate:
     threshold: float
     #: Sources whose items pass the include terms (textile trade press).
     trade_sources: frozenset[str] = frozenset()
+    #: Phrases whose words count for no topic ("steel mill" hides "mill").
+    ignore: tuple[Term, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -65,17 +67,25 @@ class ScopeVerdict:
     #: Shared vetoes found: any one keeps the item out of every topic.
     vetoes: tuple[TermHit, ...]
     trade_source: bool = False
+    #: The gate's ``ignore`` phrases found: the words inside them counted nowhere.
+    ignored: tuple[TermHit, ...] = ()
 
     def reason(self) -> str:
         if self.vetoes:
             return "vetoed for every topic by " + ", ".join(h.term for h in self.vetoes)
         if self.trade_source:
-            return "in textile scope: a textile trade-press source"
-        state = "in" if self.in_scope else "out of"
-        return (
-            f"{state} textile scope: score {self.score:g}/{self.threshold:g}, "
-            f"hits {format_hits(self.hits)}"
-        )
+            found = "in textile scope: a textile trade-press source"
+        else:
+            state = "in" if self.in_scope else "out of"
+            found = (
+                f"{state} textile scope: score {self.score:g}/{self.threshold:g}, "
+                f"hits {format_hits(self.hits)}"
+            )
+        if self.ignored:
+            found += "; not counted, inside " + ", ".join(
+                dict.fromkeys(h.term for h in self.ignored)
+            )
+        return found
 
 
 def format_hits(hits: Sequence[TermHit]) -> str:
@@ -160,6 +170,7 @@ def compile_topics(
             exclude=tuple(_compile(t) for t in dict.fromkeys(scope.exclude)),
             threshold=scope.threshold,
             trade_sources=trade_sources,
+            ignore=tuple(_compile(t) for t in dict.fromkeys(scope.ignore)),
         )
     return tuple(CompiledTopic.from_config(t, rule_sets, gate) for t in topics)
 
@@ -235,9 +246,11 @@ def judge_scope(
     hits = _hits(gate.include, found, weights)
     score = _score(hits)
     trade = item.source_id in gate.trade_sources
+    ignored = _hits(gate.ignore, found, weights) if gate.ignore else ()
     return ScopeVerdict(
         in_scope=not vetoes and (trade or score >= gate.threshold),
         score=score, threshold=gate.threshold, hits=hits, vetoes=vetoes, trade_source=trade,
+        ignored=ignored,
     )  # fmt: skip
 
 
@@ -263,7 +276,7 @@ def judge(
     if fields is None:
         fields = index_fields(item_fields(item, source_name))
     if found is None:
-        found = TermIndex(_terms(topic)).hits(fields)
+        found = TermIndex(_terms(topic), _masks(topic)).hits(fields)
     if topic.gate is None:
         scope = None
     elif scope is None:
@@ -441,6 +454,10 @@ def _terms(topic: CompiledTopic) -> list[Term]:
     return [*topic.include, *topic.exclude, *(t for group in topic.all_of for t in group), *gate]
 
 
+def _masks(topic: CompiledTopic) -> tuple[Term, ...]:
+    return topic.gate.ignore if topic.gate is not None else ()
+
+
 # The term index of the topics last categorized with (one taxonomy at a time in practice).
 _last_index: tuple[Sequence[CompiledTopic], TermIndex] | None = None
 
@@ -448,5 +465,7 @@ _last_index: tuple[Sequence[CompiledTopic], TermIndex] | None = None
 def _index(topics: Sequence[CompiledTopic]) -> TermIndex:
     global _last_index
     if _last_index is None or _last_index[0] is not topics:
-        _last_index = (topics, TermIndex(t for topic in topics for t in _terms(topic)))
+        gate = _gate_of(topics)
+        masks = gate.ignore if gate is not None else ()
+        _last_index = (topics, TermIndex((t for topic in topics for t in _terms(topic)), masks))
     return _last_index[1]

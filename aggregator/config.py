@@ -568,6 +568,9 @@ class RuleSet(_Model):
     exclude: TermList = ()
     #: For the ``scope`` gate: the include score an item needs.
     threshold: float = Field(default=1.0, gt=0)
+    #: For the ``scope`` gate: phrases whose words are not evidence for any topic ("steel
+    #: mill": its "mill" counts nowhere, while the item itself is not vetoed).
+    ignore: TermList = ()
 
 
 class FieldWeights(_Model):
@@ -727,6 +730,15 @@ def load_config(config_dir: Path | str, *, topics_path: Path | None = None) -> A
                     topics_doc.problem(
                         ("topics", index, "slug"),
                         f"{topic.slug!r} is reserved for the feed of every item; pick another",
+                    )
+                )
+        for name, rule_set in topics_file.rule_sets.items():
+            if rule_set.ignore and name != "scope":
+                problems.append(
+                    topics_doc.problem(
+                        ("rule_sets", name, "ignore"),
+                        "ignore applies to every topic, so only the rule set 'scope' "
+                        "(the textile-scope gate) may have it",
                     )
                 )
         known = {s.id for s in sources_file.sources} if sources_file else None

@@ -332,13 +332,20 @@ class TermIndex:
     expressions and ``place:`` terms are tried one by one. Tried term by term, 1,850
     terms cost ~1.3 ms an item (issue 15); see the README design notes."""
 
-    def __init__(self, terms: Iterable[Term]) -> None:
+    def __init__(self, terms: Iterable[Term], masks: Iterable[Term] = ()) -> None:
+        """``masks``: phrases whose words are not evidence ("steel mill" hides "mill"):
+        a term found only inside them is not found. They mask the terms of their own
+        kind (stems, exact words, as-written words, CJK) in a field's words, not in
+        compounds' parts; an item where one occurs is found to contain it."""
         import ahocorasick_rs
 
-        unique = list({id(t): t for t in terms}.values())
+        masks = list(masks)
+        unique = list({id(t): t for t in [*terms, *masks]}.values())
+        mask_ids = {id(t) for t in masks}
         #: mode -> (automaton, field -> the ids of each needle's terms that apply there:
         #: all, the one-word ones, the phrases), for Latin terms.
         self._latin: dict[str, tuple[Any, dict[str, _NeedleIds]]] = {}
+        self._masks: dict[str, _Masks | None] = {}
         for mode in (STEM, EXACT, CASE):
             needles: dict[str, list[Term]] = {}
             for term in (t for t in unique if t.words and t.mode == mode):
@@ -351,10 +358,12 @@ class TermIndex:
                     if any(_applies(t, name) for ts in needles.values() for t in ts)
                 }
                 self._latin[mode] = (ahocorasick_rs.AhoCorasick(list(needles)), by_field)
+                self._masks[mode] = _Masks.of(needles, mask_ids)
         substrings: dict[str, list[Term]] = {}
         for term in (t for t in unique if t.substring is not None):
             substrings.setdefault(term.substring or "", []).append(term)
         self._cjk = ahocorasick_rs.AhoCorasick(list(substrings)) if substrings else None
+        self._cjk_masks = _Masks.of(substrings, mask_ids)
         self._cjk_ids = {
             name: _NeedleIds.of(list(substrings.values()), name).all for name in FIELDS
         }
@@ -380,9 +389,9 @@ class TermIndex:
                 ids = by_field.get(name)
                 if ids is None:
                     continue
-                for i, _, _ in automaton.find_matches_as_indexes(
-                    field.joined(mode), overlapping=True
-                ):
+                matches = automaton.find_matches_as_indexes(field.joined(mode), overlapping=True)
+                masks = self._masks[mode]
+                for i in masks.unmasked(matches) if masks else (m[0] for m in matches):
                     hit.update(ids.all[i])
                 if "-" in field.text:
                     # A one-word term is also one of a compound's head parts, a phrase
@@ -397,7 +406,9 @@ class TermIndex:
                         hit.update(ids.phrases[i])
             if self._cjk is not None and not field.text.isascii() and _CJK.search(field.text):
                 ids_cjk = self._cjk_ids[name]
-                for i, _, _ in self._cjk.find_matches_as_indexes(field.lower, overlapping=True):
+                matches = self._cjk.find_matches_as_indexes(field.lower, overlapping=True)
+                masks = self._cjk_masks
+                for i in masks.unmasked(matches) if masks else (m[0] for m in matches):
                     hit.update(ids_cjk[i])
             for term in self._regex.get(name, ()):
                 if term.search(field):
@@ -412,6 +423,40 @@ class TermIndex:
             if "lead" in names and "summary" in names:
                 names.remove("summary")
         return found
+
+
+@dataclass(frozen=True, slots=True)
+class _Masks:
+    """The mask needles of one automaton, and the needles each one contains."""
+
+    #: mask needle index -> (index of a needle inside it, how many times it is there).
+    contains: dict[int, tuple[tuple[int, int], ...]]
+
+    @classmethod
+    def of(cls, needles: Mapping[str, list[Term]], mask_ids: set[int]) -> _Masks | None:
+        order = list(needles)
+        masking = [i for i, n in enumerate(order) if any(id(t) in mask_ids for t in needles[n])]
+        if not masking:
+            return None
+        inside = {
+            m: tuple((i, order[m].count(n)) for i, n in enumerate(order) if n in order[m])
+            for m in masking
+        }
+        return cls({m: tuple((i, k) for i, k in found if i != m) for m, found in inside.items()})
+
+    def unmasked(self, matches: list[tuple[int, int, int]]) -> Iterable[int]:
+        """The needle indexes of ``matches`` with an occurrence outside every mask (the
+        masks themselves included: explain says what they hid)."""
+        if self.contains.keys().isdisjoint(m[0] for m in matches):
+            return [m[0] for m in matches]  # no mask here: the common case
+        counts: dict[int, int] = {}
+        for i, _, _ in matches:
+            counts[i] = counts.get(i, 0) + 1
+        hidden: dict[int, int] = {}
+        for mask in self.contains.keys() & counts.keys():
+            for inside, times in self.contains[mask]:
+                hidden[inside] = hidden.get(inside, 0) + times * counts[mask]
+        return [i for i, n in counts.items() if n > hidden.get(i, 0)]
 
 
 @dataclass(frozen=True, slots=True)

@@ -327,3 +327,59 @@ def test_compound_forms_are_the_words_split_and_their_heads(text: str) -> None:
     assert field.head_parts(CASE) == heads
     assert field.head_parts(STEM) == _stem([h.lower() for h in heads])
     assert field.distinct(STEM) == set(field.tokens(STEM)) | set(_stem([h.lower() for h in heads]))
+
+
+def test_an_ignored_phrase_hides_its_words_from_every_topic() -> None:
+    """The scope gate's ``ignore`` phrases are other senses of textile words ("steel
+    mill"): the words inside them count for no topic, while the item is not vetoed
+    (a textile item that also names a steel mill keeps its textile words)."""
+    sets = {"scope": {"threshold": 1, "include": ["mill", "textile", "棉花"],
+                      "ignore": ["steel mill", "fibre optic", "棉花糖"]}}  # fmt: skip
+    rules = {"include": ["mill", "fibre", "棉花"]}
+    steel = verdict(item("Power tariff hike hits steel mills"), sets, **rules)
+    assert not steel.belongs and steel.scope is not None and not steel.scope.in_scope
+    assert steel.hits == () and "not counted, inside steel mill" in steel.scope.reason()
+    assert not verdict(item("Fibre optic cable plant opens"), sets, **rules).belongs
+    assert not verdict(item("棉花糖节开幕"), sets, **rules).belongs
+    # The same word outside the phrase still counts, and so does the rest of the item.
+    both = verdict(item("Steel mill and textile mill share a power line"), sets, **rules)
+    assert both.belongs and [h.term for h in both.hits] == ["mill"]
+    assert verdict(item("棉花糖厂旁的棉花仓库"), sets, **rules).belongs
+    assert verdict(item("Textile mill buys looms", "A steel mill nearby."), sets, **rules).belongs
+
+
+def test_categorize_and_explain_agree_on_ignored_phrases() -> None:
+    from aggregator.categorize import categorize, verdicts
+
+    sets = {"scope": RuleSet.model_validate(
+        {"threshold": 1, "include": ["mill"], "ignore": ["steel mill"]})}  # fmt: skip
+    topics = compile_topics(
+        [TopicConfig.model_validate({"slug": "t", "title": "T", "include": ["mill"]})], sets
+    )
+    for title in ("Steel mills cut output", "Spinning mill and steel mill merge"):
+        found = categorize(item(title), topics)
+        assert bool(found) == verdicts(item(title), topics)[0].belongs == ("Spinning" in title)
+
+
+def test_ignore_is_for_the_scope_gate_only(tmp_path: Path) -> None:
+    from aggregator.config import load_config
+
+    topics = """\
+rule_sets:
+  metals:
+    ignore: [steel mill]
+topics:
+  - {slug: t, title: T, include: [mill], use: [metals]}
+"""
+    folder = write_config(
+        tmp_path / "cfg", sources="sources:\n  - {id: s, name: S, url: https://s.org/f}\n",
+        topics=topics,
+    )  # fmt: skip
+    with pytest.raises(ConfigError) as raised:
+        load_config(folder)
+    assert [
+        str(p).replace(str(folder / "topics.yaml"), "topics.yaml") for p in raised.value.problems
+    ] == [
+        "topics.yaml:3: rule_sets.metals.ignore: ignore applies to every topic, so only the "
+        "rule set 'scope' (the textile-scope gate) may have it"
+    ]
