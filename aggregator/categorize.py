@@ -54,6 +54,10 @@ class ScopeGate:
     trade_sources: frozenset[str] = frozenset()
     #: Phrases whose words count for no topic ("steel mill" hides "mill").
     ignore: tuple[Term, ...] = ()
+    ignore_ids: frozenset[int] = frozenset()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "ignore_ids", frozenset(id(t) for t in self.ignore))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -246,7 +250,7 @@ def judge_scope(
     hits = _hits(gate.include, found, weights)
     score = _score(hits)
     trade = item.source_id in gate.trade_sources
-    ignored = _hits(gate.ignore, found, weights) if gate.ignore else ()
+    ignored = () if found.keys().isdisjoint(gate.ignore_ids) else _hits(gate.ignore, found, weights)
     return ScopeVerdict(
         in_scope=not vetoes and (trade or score >= gate.threshold),
         score=score, threshold=gate.threshold, hits=hits, vetoes=vetoes, trade_source=trade,

@@ -36,6 +36,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
 import regex
@@ -391,7 +392,7 @@ class TermIndex:
                     continue
                 matches = automaton.find_matches_as_indexes(field.joined(mode), overlapping=True)
                 masks = self._masks[mode]
-                for i in masks.unmasked(matches) if masks else (m[0] for m in matches):
+                for i in masks.unmasked(matches) if masks else map(_first, matches):
                     hit.update(ids.all[i])
                 if "-" in field.text:
                     # A one-word term is also one of a compound's head parts, a phrase
@@ -408,7 +409,7 @@ class TermIndex:
                 ids_cjk = self._cjk_ids[name]
                 matches = self._cjk.find_matches_as_indexes(field.lower, overlapping=True)
                 masks = self._cjk_masks
-                for i in masks.unmasked(matches) if masks else (m[0] for m in matches):
+                for i in masks.unmasked(matches) if masks else map(_first, matches):
                     hit.update(ids_cjk[i])
             for term in self._regex.get(name, ()):
                 if term.search(field):
@@ -423,6 +424,9 @@ class TermIndex:
             if "lead" in names and "summary" in names:
                 names.remove("summary")
         return found
+
+
+_first = itemgetter(0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -447,8 +451,8 @@ class _Masks:
     def unmasked(self, matches: list[tuple[int, int, int]]) -> Iterable[int]:
         """The needle indexes of ``matches`` with an occurrence outside every mask (the
         masks themselves included: explain says what they hid)."""
-        if self.contains.keys().isdisjoint(m[0] for m in matches):
-            return [m[0] for m in matches]  # no mask here: the common case
+        if self.contains.keys().isdisjoint(map(_first, matches)):
+            return map(_first, matches)  # no mask here: the common case (in C)
         counts: dict[int, int] = {}
         for i, _, _ in matches:
             counts[i] = counts.get(i, 0) + 1
