@@ -19,7 +19,7 @@ report arrived first.
 from __future__ import annotations
 
 import zlib
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -39,7 +39,7 @@ from aggregator.storage import NewItem, StoryJoin, Transaction
 if TYPE_CHECKING:
     import numpy as np
 
-    from aggregator.minhash import BandIndex
+    from aggregator.minhash import BandIndex, Holders
     from aggregator.prepare import ReadyItem
 
 #: Reports sharing at least this many distinctive figures with a new one are
@@ -478,21 +478,25 @@ def _shared_keys(
     keys: Sequence[int],
     when: int,
     window: int,
-    stored: Mapping[int, list[tuple[int, int]]],
+    stored: Mapping[int, Holders],
     in_batch: Mapping[int, list[int]],
     pending: Mapping[int, _Pending],
 ) -> dict[int, int]:
     """item id -> how many of ``keys`` it shares, among the items within the window
     (stored, and this batch's earlier ones)."""
-    shared_count: dict[int, int] = {}
+    shared_count: Counter[int] = Counter()
     for key in set(keys):
-        holders = stored.get(key, ())
+        holders = stored.get(key)
         batch_holders = in_batch.get(key, ())
-        if len(holders) + len(batch_holders) > MAX_ITEMS_A_KEY:
+        if (len(holders.ids) if holders else 0) + len(batch_holders) > MAX_ITEMS_A_KEY:
             continue  # a key of a whole template says nothing about one story
-        for item_id, at in holders:
-            if abs(at - when) <= window:
-                shared_count[item_id] = shared_count.get(item_id, 0) + 1
+        if holders is not None:
+            if holders.latest - when <= window and when - holders.earliest <= window:
+                shared_count.update(holders.ids)  # all within the window: counted in C
+            else:
+                for item_id, at in zip(holders.ids, holders.published, strict=True):
+                    if abs(at - when) <= window:
+                        shared_count[item_id] += 1
         for item_id in batch_holders:
             if abs(pending[item_id].published - when) <= window:
                 shared_count[item_id] = shared_count.get(item_id, 0) + 1

@@ -12,7 +12,7 @@ import pytest
 
 from aggregator import minhash
 from aggregator.cluster import ClusterSettings, jaccard, same_story, shingles, tokens
-from aggregator.minhash import BandIndex, band_blob, band_keys, keys_of, signature
+from aggregator.minhash import BandIndex, Holders, band_blob, band_keys, keys_of, signature
 from aggregator.stories import Member, primary
 
 NOW = datetime(2026, 11, 26, tzinfo=UTC)
@@ -193,12 +193,22 @@ def test_band_blob_packs_the_band_keys() -> None:
     assert keys_of(band_blob(signature(*TEXT))) == band_keys(signature(*TEXT))
 
 
+def _pairs(found: dict[int, Holders]) -> dict[int, list[tuple[int, int]]]:
+    """key -> [(item id, published)], checking each key's earliest and latest."""
+    for holders in found.values():
+        assert (holders.earliest, holders.latest) == (
+            min(holders.published),
+            max(holders.published),
+        )
+    return {key: holders.pairs() for key, holders in found.items()}
+
+
 def test_band_index_finds_items_sharing_a_key_within_the_window() -> None:
     index = BandIndex()
     index.add([(1, 100, _blob([5, 6])), (2, 200, _blob([6, 7])), (3, 900, _blob([6]))])
-    assert index.matches([6, 8], 100, 200) == {6: [(1, 100), (2, 200)]}  # 3 is too late
-    assert index.matches([5, 7, 9], 0, 1000) == {5: [(1, 100)], 7: [(2, 200)]}
-    assert index.matches([], 0, 1000) == {}
+    assert _pairs(index.matches([6, 8], 100, 200)) == {6: [(1, 100), (2, 200)]}  # 3 is too late
+    assert _pairs(index.matches([5, 7, 9], 0, 1000)) == {5: [(1, 100)], 7: [(2, 200)]}
+    assert _pairs(index.matches([], 0, 1000)) == {}
     assert len(index) == 3 and 2 in index and 4 not in index
 
 
@@ -209,9 +219,11 @@ def test_band_index_leaves_out_keys_held_by_too_many_items_in_the_window() -> No
     index = BandIndex()
     index.add([(i, 100 + i, _blob([5, 10 + i])) for i in range(1, 5)])
     index.add([(9, 900, _blob([5]))])
-    assert index.matches([5, 11], 0, 1000, most=4) == {11: [(1, 101)]}  # 5 items hold 5
-    assert index.matches([5], 0, 200, most=4) == {5: [(1, 101), (2, 102), (3, 103), (4, 104)]}
-    assert len(index.matches([5], 0, 1000)) == 1  # no limit
+    assert _pairs(index.matches([5, 11], 0, 1000, most=4)) == {11: [(1, 101)]}  # 5 items hold 5
+    assert _pairs(index.matches([5], 0, 200, most=4)) == {
+        5: [(1, 101), (2, 102), (3, 103), (4, 104)]
+    }
+    assert len(_pairs(index.matches([5], 0, 1000))) == 1  # no limit
 
 
 def test_band_index_skips_items_it_has_and_items_without_keys() -> None:
@@ -219,7 +231,7 @@ def test_band_index_skips_items_it_has_and_items_without_keys() -> None:
     index = BandIndex()
     index.add([(1, 100, _blob([5]))])
     index.add([(1, 100, _blob([5])), (2, 100, b"")])
-    assert index.matches([5], 0, 1000) == {5: [(1, 100)]}
+    assert _pairs(index.matches([5], 0, 1000)) == {5: [(1, 100)]}
     assert len(index) == 1
 
 
@@ -252,7 +264,7 @@ def test_band_index_agrees_with_a_plain_dict_over_many_merged_runs(
         index.add(rows)
         if _batch % 50 == 0:
             query = draw.sample(universe, 200)
-            got = index.matches(query, 300, 700)
+            got = _pairs(index.matches(query, 300, 700))
             want = {
                 key: [hit for hit in reference.get(key, []) if 300 <= hit[1] <= 700]
                 for key in query

@@ -6,6 +6,7 @@ import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -277,6 +278,16 @@ def test_band_sets_are_stored_one_row_an_item_read_since_a_marker_and_pruned(
         assert [row[0] for row in list(tx.band_sets()[0])] == [new]
 
 
+def _pairs(found: dict[int, Any]) -> dict[int, list[tuple[int, int]]]:
+    """key -> [(item id, published)], checking each key's earliest and latest."""
+    for holders in found.values():
+        assert (holders.earliest, holders.latest) == (
+            min(holders.published),
+            max(holders.published),
+        )
+    return {key: holders.pairs() for key, holders in found.items()}
+
+
 def test_a_version_5_database_keeps_its_stories_findable_through_both_band_schemes(
     tmp_path: Path,
 ) -> None:
@@ -336,9 +347,9 @@ def test_a_version_5_database_keeps_its_stories_findable_through_both_band_schem
     assert sorted(keys_of(stored_keys)) == sorted(band_keys(signature(title, text)))
     repost = band_keys(signature(title, text + " (source: Reuters)"))
     at = int(NOW.timestamp())
-    found = index.matches(repost, at - 86400, at + 86400)
+    found = _pairs(index.matches(repost, at - 86400, at + 86400))
     assert found and all(hits == [(7, at)] for hits in found.values())
-    assert len(index.matches(band_keys(signature(title, text)), at, at)) == 32
+    assert len(_pairs(index.matches(band_keys(signature(title, text)), at, at))) == 32
     tables = sa.inspect(storage._engine).get_table_names()
     assert "item_signatures" not in tables and "item_bands" not in tables
     storage.close()
