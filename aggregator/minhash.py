@@ -20,6 +20,7 @@ import hashlib
 import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -180,15 +181,12 @@ def _bit_filter(keys: np.ndarray) -> np.ndarray:
     return np.packbits(seen, bitorder="little")
 
 
-@dataclass(frozen=True, slots=True)
-class Holders:
-    """The indexed items that hold one key: their ids and published Unix seconds (in
-    the same order), and the earliest and latest of those."""
+class Holders(NamedTuple):
+    """The indexed items that hold one key: their ids and published Unix seconds, in
+    publishing order (a window of them is two binary searches away)."""
 
     ids: list[int]
     published: list[int]
-    earliest: int
-    latest: int
 
     def pairs(self) -> list[tuple[int, int]]:
         return list(zip(self.ids, self.published, strict=True))
@@ -305,19 +303,15 @@ class BandIndex:
             return {}
         # Grouped by key in numpy; Python then slices lists once a key, not once a
         # holder (listing holders one by one was a tenth of a cold cycle's polling).
-        order = np.argsort(key_of, kind="stable")
-        key_of, slot_of = key_of[order], slot_of[order]
         when = published[slot_of]
-        ids = np.frombuffer(self._ids, dtype=np.int64)[slot_of].tolist()
         del published  # a view of the array: it cannot grow while one exists
+        order = np.lexsort((when, key_of))  # by key, then by publishing time
+        key_of, slot_of, when = key_of[order], slot_of[order], when[order]
+        ids = np.frombuffer(self._ids, dtype=np.int64)[slot_of].tolist()
         starts = np.flatnonzero(np.concatenate(([True], key_of[1:] != key_of[:-1])))
-        earliest = np.minimum.reduceat(when, starts).tolist()
-        latest = np.maximum.reduceat(when, starts).tolist()
         bounds = [*starts.tolist(), len(ids)]
         whens = when.tolist()
         return {
-            key: Holders(ids[a:b], whens[a:b], first, last)
-            for key, a, b, first, last in zip(
-                key_of[starts].tolist(), bounds, bounds[1:], earliest, latest, strict=False
-            )
+            key: Holders(ids[a:b], whens[a:b])
+            for key, a, b in zip(key_of[starts].tolist(), bounds, bounds[1:], strict=False)
         }

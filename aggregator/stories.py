@@ -19,6 +19,7 @@ report arrived first.
 from __future__ import annotations
 
 import zlib
+from bisect import bisect_left, bisect_right
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -490,13 +491,10 @@ def _shared_keys(
         batch_holders = in_batch.get(key, ())
         if (len(holders.ids) if holders else 0) + len(batch_holders) > MAX_ITEMS_A_KEY:
             continue  # a key of a whole template says nothing about one story
-        if holders is not None:
-            if holders.latest - when <= window and when - holders.earliest <= window:
-                shared_count.update(holders.ids)  # all within the window: counted in C
-            else:
-                for item_id, at in zip(holders.ids, holders.published, strict=True):
-                    if abs(at - when) <= window:
-                        shared_count[item_id] += 1
+        if holders is not None:  # in publishing order: the window is a slice, counted in C
+            ids, published = holders
+            lowest = bisect_left(published, when - window)
+            shared_count.update(ids[lowest : bisect_right(published, when + window, lowest)])
         for item_id in batch_holders:
             if abs(pending[item_id].published - when) <= window:
                 shared_count[item_id] = shared_count.get(item_id, 0) + 1
