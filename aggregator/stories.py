@@ -176,6 +176,13 @@ class Report:
             (ReportFacts.decode(facts) if facts else None) or ReportFacts.of(title, text),
         )
 
+    @classmethod
+    def stored(cls, pairs: bytes | None, facts: str | None) -> Report | None:
+        """The report from its stored pairs and facts; None when either is missing or
+        in another layout (then ``of`` makes it from the text)."""
+        decoded = ReportFacts.decode(facts) if facts else None
+        return None if pairs is None or decoded is None else cls(pairs, decoded)
+
     @property
     def figures(self) -> frozenset[str]:
         return self.facts.figures
@@ -468,8 +475,11 @@ class StoryStage:
                 self.reports.move_to_end(item_id)
                 found[item_id] = Candidate(self.reports[item_id], self.story_of[item_id])
         unread = [c for c in stored if c not in found]
-        for item_id, (title, text, story_id, pairs, facts) in tx.item_texts(unread).items():
-            report = Report.of(title, text, pairs, facts or None)
+        stored_reports = tx.item_reports(unread)
+        ready = {i: Report.stored(pairs, facts) for i, (_, pairs, facts) in stored_reports.items()}
+        texts = tx.item_texts([i for i, report in ready.items() if report is None])
+        for item_id, (story_id, pairs, facts) in stored_reports.items():
+            report = ready[item_id] or Report.of(*texts[item_id], pairs, facts or None)
             self._keep(item_id, report, story_id)
             found[item_id] = Candidate(report, story_id)
         return found

@@ -15,7 +15,7 @@ from aggregator.cli import cli
 from aggregator.cluster import ClusterSettings, ReportFacts, jaccard
 from aggregator.config import load_config
 from aggregator.pipeline import run_cycle
-from aggregator.storage import Storage
+from aggregator.storage import Storage, Transaction
 from aggregator.stories import (
     TITLE_FIGURES_DIFFER,
     TITLE_PLACES_DIFFER,
@@ -115,8 +115,13 @@ def test_stored_reports_are_compared_from_their_stored_facts(
     def no_gazetteer(*_: object) -> None:
         raise AssertionError("the story stage took a stored report apart again")
 
+    def no_text(_: object, item_ids: list[int]) -> dict[int, tuple[str, str]]:
+        assert not item_ids, "the story stage read a text it had the pairs and facts of"
+        return {}
+
     with monkeypatch.context() as patched:
         patched.setattr(ReportFacts, "of", classmethod(no_gazetteer))
+        patched.setattr(Transaction, "item_texts", no_text)
         stage = StoryStage(SETTINGS, datetime(2026, 12, 1, tzinfo=UTC))
         with storage.transaction() as tx:
             found = stage._candidates(tx, {1}, {})

@@ -1104,27 +1104,43 @@ class Transaction:
         if self._c.dialect.name == "sqlite":
             self._c.exec_driver_sql("PRAGMA shrink_memory")
 
-    def item_texts(
+    def item_reports(
         self, item_ids: Iterable[int]
-    ) -> dict[int, tuple[str, str, int, bytes | None, str | None]]:
-        """Title, summary text, story, word pairs and report facts (None if not stored)
-        of each item, for the near-duplicate check."""
+    ) -> dict[int, tuple[int, bytes | None, str | None]]:
+        """Story, word pairs and encoded report facts (None if not stored) of each
+        item, for the near-duplicate check. Its text is not read: reading every
+        candidate's summary was most of what a cold cycle's story stage read."""
         item_ids = list(item_ids)
         if not item_ids:
             return {}
         # Straight to the driver: this runs for most new items of a cold cycle, and
         # building the statement each time was most of its cost.
-        mark = "?" if self._c.dialect.paramstyle == "qmark" else "%s"
         rows = self._c.exec_driver_sql(
-            "SELECT items.id, items.title, items.summary_text, items.story_id, item_lsh.pairs,"
-            " item_lsh.facts FROM items LEFT JOIN item_lsh ON item_lsh.item_id = items.id"
-            f" WHERE items.id IN ({', '.join([mark] * len(item_ids))})",
+            "SELECT items.id, items.story_id, item_lsh.pairs, item_lsh.facts FROM items"
+            " LEFT JOIN item_lsh ON item_lsh.item_id = items.id"
+            f" WHERE items.id IN ({self._marks(len(item_ids))})",
             tuple(item_ids),
         )
         return {
-            item_id: (title, text, story_id, None if pairs is None else bytes(pairs), facts)
-            for item_id, title, text, story_id, pairs, facts in rows
+            item_id: (story_id, None if pairs is None else bytes(pairs), facts)
+            for item_id, story_id, pairs, facts in rows
         }
+
+    def item_texts(self, item_ids: Iterable[int]) -> dict[int, tuple[str, str]]:
+        """Title and summary text of each item (to compare one whose pairs or facts
+        were not stored, or were stored in another layout)."""
+        item_ids = list(item_ids)
+        if not item_ids:
+            return {}
+        rows = self._c.exec_driver_sql(
+            f"SELECT id, title, summary_text FROM items WHERE id IN ({self._marks(len(item_ids))})",
+            tuple(item_ids),
+        )
+        return {item_id: (title, text) for item_id, title, text in rows}
+
+    def _marks(self, count: int) -> str:
+        """``count`` parameter placeholders for a statement sent straight to the driver."""
+        return ", ".join(["?" if self._c.dialect.paramstyle == "qmark" else "%s"] * count)
 
     @property
     def others_write(self) -> bool:
