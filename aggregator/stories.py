@@ -485,6 +485,9 @@ class StoryStage:
         return found
 
 
+_NO_HOLDERS: Holders = ([], [])
+
+
 def _shared_keys(
     keys: Sequence[int],
     when: int,
@@ -497,12 +500,11 @@ def _shared_keys(
     (stored, and this batch's earlier ones)."""
     shared_count: Counter[int] = Counter()
     for key in set(keys):
-        holders = stored.get(key)
+        ids, published = stored.get(key, _NO_HOLDERS)
         batch_holders = in_batch.get(key, ())
-        if (len(holders.ids) if holders else 0) + len(batch_holders) > MAX_ITEMS_A_KEY:
+        if len(ids) + len(batch_holders) > MAX_ITEMS_A_KEY:
             continue  # a key of a whole template says nothing about one story
-        if holders is not None:  # in publishing order: the window is a slice, counted in C
-            ids, published = holders
+        if ids:  # in publishing order: the window is a slice, counted in C
             lowest = bisect_left(published, when - window)
             shared_count.update(ids[lowest : bisect_right(published, when + window, lowest)])
         for item_id in batch_holders:

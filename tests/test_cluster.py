@@ -195,9 +195,9 @@ def test_band_blob_packs_the_band_keys() -> None:
 
 def _pairs(found: dict[int, Holders]) -> dict[int, list[tuple[int, int]]]:
     """key -> [(item id, published)]; each key's holders come in publishing order."""
-    for holders in found.values():
-        assert holders.published == sorted(holders.published)
-    return {key: holders.pairs() for key, holders in found.items()}
+    for _, published in found.values():
+        assert published == sorted(published)
+    return {key: list(zip(ids, published, strict=True)) for key, (ids, published) in found.items()}
 
 
 def test_band_index_finds_items_sharing_a_key_within_the_window() -> None:

@@ -280,9 +280,9 @@ def test_band_sets_are_stored_one_row_an_item_read_since_a_marker_and_pruned(
 
 def _pairs(found: dict[int, Any]) -> dict[int, list[tuple[int, int]]]:
     """key -> [(item id, published)]; each key's holders come in publishing order."""
-    for holders in found.values():
-        assert holders.published == sorted(holders.published)
-    return {key: holders.pairs() for key, holders in found.items()}
+    for _, published in found.values():
+        assert published == sorted(published)
+    return {key: list(zip(ids, published, strict=True)) for key, (ids, published) in found.items()}
 
 
 def test_a_version_5_database_keeps_its_stories_findable_through_both_band_schemes(
