@@ -3,7 +3,8 @@
 First the textile-scope gate (the rule set named ``scope``), once per item: any of its
 exclude terms vetoes every topic (a seafood ban, a sports strike); otherwise the item
 must score the gate's threshold with its include terms, unless its source is textile
-trade press (``scope: textile``). A topic with ``scope: false`` skips the gate.
+trade press (``scope: textile``). A topic with ``scope: false`` skips the gate. The
+gate's ``ignore`` phrases ("steel mill") hide the words inside them from every topic.
 
 Then, for each topic, in this order:
   1. ``sources``: only items from the listed sources can enter;
