@@ -424,8 +424,10 @@ class StoryStage:
         while len(self.reports) > REPORTS_KEPT:
             evicted, _ = self.reports.popitem(last=False)
             held = self.story_of.pop(evicted, None)
-            if held is not None:
-                self.members[held].discard(evicted)
+            if held is not None and (left := self.members.get(held)) is not None:
+                left.discard(evicted)
+                if not left:  # a story none of whose reports is cached any more
+                    del self.members[held]
 
     def _place(self, item_id: int, story_id: int) -> None:
         self.story_of[item_id] = story_id

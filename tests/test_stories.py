@@ -212,3 +212,19 @@ def test_word_pair_counts_survive_storing_and_halve_as_they_age() -> None:
     for damaged in (b"not zlib", counts.to_bytes()[:-7]):
         fresh = WordPairCounts.from_bytes(9, damaged)
         assert fresh.reports == 0 and int(fresh.counts.max()) == 0
+
+
+def test_the_report_cache_forgets_the_stories_of_the_reports_it_evicts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A cold cycle of 89,000 items kept an empty member set for each of ~55,000
+    stories whose reports had left the cache (~20 MB of the polling process)."""
+    from aggregator import stories
+
+    monkeypatch.setattr(stories, "REPORTS_KEPT", 3)
+    stage = StoryStage(SETTINGS, datetime(2026, 12, 1, tzinfo=UTC))
+    for item_id in range(1, 11):
+        stage._keep(item_id, _report(f"Report {item_id}", "text"), story_id=100 + item_id)
+    stage._keep(11, _report("Report 11", "text"), story_id=110)  # joins item 10's story
+    assert list(stage.reports) == [9, 10, 11]
+    assert stage.members == {109: {9}, 110: {10, 11}}
