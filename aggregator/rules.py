@@ -277,6 +277,9 @@ class Term:
     pattern: regex.Pattern[str] | None = None
     #: ``place:`` terms: the region or country code.
     place: str | None = None
+    #: Latin terms with compounds: the parts of them that count on their own, as
+    #: ``mode`` compares them (what an ignore phrase "heavy-duty" hides: "duty").
+    heads: tuple[str, ...] = ()
 
     @property
     def case_sensitive(self) -> bool:
@@ -336,8 +339,9 @@ class TermIndex:
     def __init__(self, terms: Iterable[Term], masks: Iterable[Term] = ()) -> None:
         """``masks``: phrases whose words are not evidence ("steel mill" hides "mill"):
         a term found only inside them is not found. They mask the terms of their own
-        kind (stems, exact words, as-written words, CJK) in a field's words, not in
-        compounds' parts; an item where one occurs is found to contain it."""
+        kind (stems, exact words, as-written words, CJK); a compound mask also the
+        parts it counts as ("heavy-duty": "duty"). An item where one occurs is found to
+        contain it."""
         import ahocorasick_rs
 
         masks = list(masks)
@@ -397,9 +401,9 @@ class TermIndex:
                 if "-" in field.text:
                     # A one-word term is also one of a compound's head parts, a phrase
                     # also the words of compounds split ("knitting-machine").
-                    for i, _, _ in automaton.find_matches_as_indexes(
-                        field.heads(mode), overlapping=True
-                    ):
+                    heads = automaton.find_matches_as_indexes(field.heads(mode), overlapping=True)
+                    hidden = masks.hidden_heads(matches) if masks else None
+                    for i in _unhidden(heads, hidden) if hidden else map(_first, heads):
                         hit.update(ids.words[i])
                     for i, _, _ in automaton.find_matches_as_indexes(
                         field.joined(mode, SPLIT), overlapping=True
@@ -435,10 +439,14 @@ class _Masks:
 
     #: mask needle index -> (index of a needle inside it, how many times it is there).
     contains: dict[int, tuple[tuple[int, int], ...]]
+    #: compound mask needle index -> (index of the needle of one of its head parts, how
+    #: many times): "heavy-duty" hides a "duty" among the field's compound parts.
+    heads: dict[int, tuple[tuple[int, int], ...]]
 
     @classmethod
     def of(cls, needles: Mapping[str, list[Term]], mask_ids: set[int]) -> _Masks | None:
         order = list(needles)
+        position = {needle: i for i, needle in enumerate(order)}
         masking = [i for i, n in enumerate(order) if any(id(t) in mask_ids for t in needles[n])]
         if not masking:
             return None
@@ -446,21 +454,50 @@ class _Masks:
             m: tuple((i, order[m].count(n)) for i, n in enumerate(order) if n in order[m])
             for m in masking
         }
-        return cls({m: tuple((i, k) for i, k in found if i != m) for m, found in inside.items()})
+        heads: dict[int, tuple[tuple[int, int], ...]] = {}
+        for m in masking:
+            parts = [f" {h} " for t in needles[order[m]] if id(t) in mask_ids for h in t.heads]
+            found = {position[p]: parts.count(p) for p in parts if p in position}
+            if found:
+                heads[m] = tuple(found.items())
+        return cls(
+            {m: tuple((i, k) for i, k in found if i != m) for m, found in inside.items()}, heads
+        )
 
     def unmasked(self, matches: list[tuple[int, int, int]]) -> Iterable[int]:
         """The needle indexes of ``matches`` with an occurrence outside every mask (the
         masks themselves included: explain says what they hid)."""
         if self.contains.keys().isdisjoint(map(_first, matches)):
             return map(_first, matches)  # no mask here: the common case (in C)
+        return _unhidden(matches, self._hidden(matches, self.contains))
+
+    def hidden_heads(self, matches: list[tuple[int, int, int]]) -> dict[int, int] | None:
+        """How many occurrences of each needle among the field's compound parts the
+        compound masks in ``matches`` (of the field's words) hide; None for none."""
+        if not self.heads or self.heads.keys().isdisjoint(map(_first, matches)):
+            return None
+        return self._hidden(matches, self.heads)
+
+    @staticmethod
+    def _hidden(
+        matches: list[tuple[int, int, int]], hiding: Mapping[int, tuple[tuple[int, int], ...]]
+    ) -> dict[int, int]:
         counts: dict[int, int] = {}
         for i, _, _ in matches:
             counts[i] = counts.get(i, 0) + 1
         hidden: dict[int, int] = {}
-        for mask in self.contains.keys() & counts.keys():
-            for inside, times in self.contains[mask]:
+        for mask in hiding.keys() & counts.keys():
+            for inside, times in hiding[mask]:
                 hidden[inside] = hidden.get(inside, 0) + times * counts[mask]
-        return [i for i, n in counts.items() if n > hidden.get(i, 0)]
+        return hidden
+
+
+def _unhidden(matches: list[tuple[int, int, int]], hidden: Mapping[int, int]) -> list[int]:
+    """The needle indexes of ``matches`` that occur more often than ``hidden`` hides."""
+    counts: dict[int, int] = {}
+    for i, _, _ in matches:
+        counts[i] = counts.get(i, 0) + 1
+    return [i for i, n in counts.items() if n > hidden.get(i, 0)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -531,6 +568,7 @@ def parse_term(spec: str | Mapping[str, object]) -> Term:
     return Term(
         text=label, field=field, weight=weight, words=words, mode=mode,
         needles=tuple(f" {form} " for form in forms),
+        heads=tuple(FieldText(text).head_parts(mode)) if "-" in text else (),
     )  # fmt: skip
 
 

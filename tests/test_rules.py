@@ -383,3 +383,17 @@ topics:
         "topics.yaml:3: rule_sets.metals.ignore: ignore applies to every topic, so only the "
         "rule set 'scope' (the textile-scope gate) may have it"
     ]
+
+
+def test_an_ignored_compound_hides_its_parts_too() -> None:
+    """A compound counts as its head ("heavy-duty" as "duty"): an ignore phrase that is
+    a compound hides that part as well, and only as often as the compound occurs."""
+    sets = {"scope": {"threshold": 1, "include": ["trucks", "textile"],
+                      "ignore": ["heavy-duty", "old-fashioned"]}}  # fmt: skip
+    rules = {"include": ["duty", "fashion"]}
+    assert verdict(item("Heavy-duty trucks for textile mills"), sets, **rules).hits == ()
+    assert verdict(item("An old-fashioned textile shop"), sets, **rules).hits == ()
+    found = verdict(item("Heavy-duty trucks face anti-dumping duty"), sets, **rules)
+    assert [h.term for h in found.hits] == ["duty"]  # "anti-dumping duty" is not hidden
+    twice = verdict(item("Heavy-duty and heavy-duty trucks, a low-duty textile"), sets, **rules)
+    assert [h.term for h in twice.hits] == ["duty"]  # the third compound's "duty"
