@@ -34,6 +34,7 @@ Pure; nothing here knows about configuration files. Errors are ``RuleError`` wit
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from operator import itemgetter
@@ -451,7 +452,9 @@ class _Masks:
         if not masking:
             return None
         inside = {
-            m: tuple((i, order[m].count(n)) for i, n in enumerate(order) if n in order[m])
+            m: tuple(
+                (i, order[m].count(n)) for i, n in enumerate(order) if i != m and n in order[m]
+            )
             for m in masking
         }
         heads: dict[int, tuple[tuple[int, int], ...]] = {}
@@ -460,9 +463,7 @@ class _Masks:
             found = {position[p]: parts.count(p) for p in parts if p in position}
             if found:
                 heads[m] = tuple(found.items())
-        return cls(
-            {m: tuple((i, k) for i, k in found if i != m) for m, found in inside.items()}, heads
-        )
+        return cls(inside, heads)
 
     def unmasked(self, matches: list[tuple[int, int, int]]) -> Iterable[int]:
         """The needle indexes of ``matches`` with an occurrence outside every mask (the
@@ -471,7 +472,7 @@ class _Masks:
             return map(_first, matches)  # no mask here: the common case (in C)
         return _unhidden(matches, self._hidden(matches, self.contains))
 
-    def hidden_heads(self, matches: list[tuple[int, int, int]]) -> dict[int, int] | None:
+    def hidden_heads(self, matches: list[tuple[int, int, int]]) -> Counter[int] | None:
         """How many occurrences of each needle among the field's compound parts the
         compound masks in ``matches`` (of the field's words) hide; None for none."""
         if not self.heads or self.heads.keys().isdisjoint(map(_first, matches)):
@@ -481,23 +482,18 @@ class _Masks:
     @staticmethod
     def _hidden(
         matches: list[tuple[int, int, int]], hiding: Mapping[int, tuple[tuple[int, int], ...]]
-    ) -> dict[int, int]:
-        counts: dict[int, int] = {}
-        for i, _, _ in matches:
-            counts[i] = counts.get(i, 0) + 1
-        hidden: dict[int, int] = {}
+    ) -> Counter[int]:
+        counts = Counter(map(_first, matches))
+        hidden: Counter[int] = Counter()
         for mask in hiding.keys() & counts.keys():
             for inside, times in hiding[mask]:
-                hidden[inside] = hidden.get(inside, 0) + times * counts[mask]
+                hidden[inside] += times * counts[mask]
         return hidden
 
 
 def _unhidden(matches: list[tuple[int, int, int]], hidden: Mapping[int, int]) -> list[int]:
     """The needle indexes of ``matches`` that occur more often than ``hidden`` hides."""
-    counts: dict[int, int] = {}
-    for i, _, _ in matches:
-        counts[i] = counts.get(i, 0) + 1
-    return [i for i, n in counts.items() if n > hidden.get(i, 0)]
+    return [i for i, n in Counter(map(_first, matches)).items() if n > hidden.get(i, 0)]
 
 
 @dataclass(frozen=True, slots=True)
