@@ -281,7 +281,7 @@ def judge(
     if fields is None:
         fields = index_fields(item_fields(item, source_name))
     if found is None:
-        found = TermIndex(_terms(topic), _masks(topic)).hits(fields)
+        found = TermIndex(_terms(topic), _masks(topic.gate)).hits(fields)
     if topic.gate is None:
         scope = None
     elif scope is None:
@@ -459,8 +459,9 @@ def _terms(topic: CompiledTopic) -> list[Term]:
     return [*topic.include, *topic.exclude, *(t for group in topic.all_of for t in group), *gate]
 
 
-def _masks(topic: CompiledTopic) -> tuple[Term, ...]:
-    return topic.gate.ignore if topic.gate is not None else ()
+def _masks(gate: ScopeGate | None) -> tuple[Term, ...]:
+    """The gate's ignore phrases: what the term index hides."""
+    return gate.ignore if gate is not None else ()
 
 
 # The term index of the topics last categorized with (one taxonomy at a time in practice).
@@ -470,7 +471,6 @@ _last_index: tuple[Sequence[CompiledTopic], TermIndex] | None = None
 def _index(topics: Sequence[CompiledTopic]) -> TermIndex:
     global _last_index
     if _last_index is None or _last_index[0] is not topics:
-        gate = _gate_of(topics)
-        masks = gate.ignore if gate is not None else ()
-        _last_index = (topics, TermIndex((t for topic in topics for t in _terms(topic)), masks))
+        terms = (t for topic in topics for t in _terms(topic))
+        _last_index = (topics, TermIndex(terms, _masks(_gate_of(topics))))
     return _last_index[1]
