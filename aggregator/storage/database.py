@@ -1058,7 +1058,7 @@ class Transaction:
                 sql += " ON CONFLICT DO NOTHING"
             self._c.exec_driver_sql(sql, tuple(list(column) for column in zip(*rows, strict=True)))
             return
-        marks = ", ".join(["?" if dialect.paramstyle == "qmark" else "%s"] * len(columns))
+        marks = self._marks(len(columns))
         verb = "INSERT OR IGNORE" if ignore_conflicts else "INSERT"
         self._c.exec_driver_sql(f"{verb} INTO {table} ({names}) VALUES ({marks})", rows)
 
