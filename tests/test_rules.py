@@ -185,17 +185,7 @@ topics:
   - slug: empty
     title: Nothing
 """
-    folder = write_config(
-        tmp_path / "cfg", sources="sources:\n  - {id: s, name: S, url: https://s.org/f}\n",
-        topics=topics,
-    )  # fmt: skip
-    with pytest.raises(ConfigError) as raised:
-        from aggregator.config import load_config
-
-        load_config(folder)
-    found = [
-        str(p).replace(str(folder / "topics.yaml"), "topics.yaml") for p in raised.value.problems
-    ]
+    found = _config_problems(tmp_path, topics)
     assert (
         "topics.yaml:11: topics[1].match: column 19: expression ends where a term was "
         "expected in 'wool AND (price OR'"
@@ -217,13 +207,25 @@ topics:
         .replace('["re:[unclosed", {term: China, case: yes}]', "[fibre]")
         .replace("  - slug: empty\n    title: Nothing\n", "")
     )
-    (folder / "topics.yaml").write_text(fixed)
+    found = _config_problems(tmp_path, fixed)
+    assert found == [
+        "topics.yaml:8: topics[0].use[0]: unknown rule set 'no-cnady' (did you mean 'no-candy'?)"
+    ]
+
+
+def _config_problems(tmp_path: Path, topics: str) -> list[str]:
+    """The problems loading a config folder with these topics reports, each with the
+    topics file named by its name only."""
+    from aggregator.config import load_config
+
+    folder = write_config(
+        tmp_path / "cfg", sources="sources:\n  - {id: s, name: S, url: https://s.org/f}\n",
+        topics=topics,
+    )  # fmt: skip
     with pytest.raises(ConfigError) as raised:
         load_config(folder)
-    (problem,) = raised.value.problems
-    assert str(problem).endswith(
-        "topics.yaml:8: topics[0].use[0]: unknown rule set 'no-cnady' (did you mean 'no-candy'?)"
-    )
+    topics_file = str(folder / "topics.yaml")
+    return [str(p).replace(topics_file, "topics.yaml") for p in raised.value.problems]
 
 
 def test_unscoped_terms_do_not_search_the_source_name() -> None:
@@ -362,8 +364,6 @@ def test_categorize_and_explain_agree_on_ignored_phrases() -> None:
 
 
 def test_ignore_is_for_the_scope_gate_only(tmp_path: Path) -> None:
-    from aggregator.config import load_config
-
     topics = """\
 rule_sets:
   metals:
@@ -371,15 +371,7 @@ rule_sets:
 topics:
   - {slug: t, title: T, include: [mill], use: [metals]}
 """
-    folder = write_config(
-        tmp_path / "cfg", sources="sources:\n  - {id: s, name: S, url: https://s.org/f}\n",
-        topics=topics,
-    )  # fmt: skip
-    with pytest.raises(ConfigError) as raised:
-        load_config(folder)
-    assert [
-        str(p).replace(str(folder / "topics.yaml"), "topics.yaml") for p in raised.value.problems
-    ] == [
+    assert _config_problems(tmp_path, topics) == [
         "topics.yaml:3: rule_sets.metals.ignore: ignore applies to every topic, so only the "
         "rule set 'scope' (the textile-scope gate) may have it"
     ]
