@@ -116,7 +116,7 @@ class PlaceIndex:
                 continue
             add(self._latin_names[index], self._latin_codes[index])
             covered = end
-        if _CJK_RUN.search(text):
+        if not text.isascii() and _CJK_RUN.search(text):  # isascii: in C, no scan
             for index, _, _ in self._cjk.find_matches_as_indexes(text):
                 add(self._cjk_names[index], self._cjk_codes[index])
         return found
