@@ -37,6 +37,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from itertools import islice
 from operator import itemgetter
 from typing import Any
 
@@ -80,13 +81,14 @@ class FieldText:
     terms against 12 topics cost 19 ms an item as regexes and ~0.2 ms this way (see the
     README design notes)."""
 
-    __slots__ = ("_distinct", "_heads", "_joined", "_places", "_tokens", "lower", "text")
+    __slots__ = ("_distinct", "_heads", "_joined", "_parts", "_places", "_tokens", "lower", "text")
 
     def __init__(self, text: str) -> None:
         self.text = text
         self.lower = text.lower()
         self._tokens: dict[str, list[str]] = {}
         self._heads: dict[str, list[str]] = {}
+        self._parts: dict[str, list[str]] = {}
         self._distinct: dict[str, set[str]] = {}
         self._joined: dict[tuple[str, str], str] = {}
         self._places: dict[str, list[str]] | None = None
@@ -101,7 +103,12 @@ class FieldText:
             return self.joined(mode, SPLIT).split()
         found = self._tokens.get(mode)
         if found is None:
-            found = _stem(self.tokens(EXACT)) if mode == STEM else self.joined(mode).split()
+            if mode == CASE:
+                found = _WORD.findall(self.text)
+            elif mode == STEM:
+                found = _stem(self.tokens(CASE))  # no lower-cased copy needed (see _stem)
+            else:
+                found = self.joined(mode).split()
             self._tokens[mode] = found
         return found
 
@@ -130,7 +137,10 @@ class FieldText:
         if found is None:
             if compounds == SPLIT and mode == STEM:
                 # Only the compounds are stemmed again, part by part.
-                parts_of = {c: " ".join(_stem(c.split("-"))) for c in self.compounds(EXACT)}
+                hyphenated = self.compounds(EXACT)
+                parts = iter(self.compound_parts(STEM))
+                stemmed = [" ".join(islice(parts, c.count("-") + 1)) for c in hyphenated]
+                parts_of = dict(zip(hyphenated, stemmed, strict=True))
                 words = map(parts_of.get, self.tokens(EXACT), self.tokens(STEM))
                 found = f" {' '.join(words)} "
             elif mode == STEM:
@@ -140,7 +150,7 @@ class FieldText:
             elif mode == EXACT:
                 found = self.joined(CASE).lower()
             else:
-                found = f" {' '.join(_WORD.findall(self.text))} "
+                found = f" {' '.join(self.tokens(CASE))} "
             self._joined[key] = found
         return found
 
@@ -157,6 +167,17 @@ class FieldText:
             end = joined.find(" ", hyphen)
             found.append(joined[start:end])
             hyphen = joined.find("-", end)
+        return found
+
+    def compound_parts(self, mode: str) -> list[str]:
+        """The parts of the field's compounds in order, as ``mode`` compares them."""
+        found = self._parts.get(mode)
+        if found is None:
+            if mode == STEM:
+                found = _stem(self.compound_parts(EXACT))
+            else:
+                found = [part for word in self.compounds(mode) for part in word.split("-")]
+            self._parts[mode] = found
         return found
 
     def head_parts(self, mode: str) -> list[str]:
@@ -213,6 +234,9 @@ _stems: dict[str, str] = {}
 
 
 def _stem(words: list[str]) -> list[str]:
+    """How each word is compared in STEM mode (see ``_word_key``), from the words in any
+    case: the look-up is by the word as written, so stemming a field's words needs no
+    lower-cased copy of them (splitting one cost a tenth of finding its terms)."""
     global _STEMMER
     if _STEMMER is None:
         import Stemmer  # PyStemmer: the Snowball stemmers in C
@@ -226,8 +250,9 @@ def _stem(words: list[str]) -> list[str]:
     if missing:
         if len(_stems) > 200_000:  # a long-running daemon sees unbounded vocabulary
             _stems.clear()
-        stems = _STEMMER.stemWords(missing)
-        _stems.update(zip(missing, map(_word_key, missing, stems), strict=True))
+        lowered = [word.lower() for word in missing]
+        stems = _STEMMER.stemWords(lowered)
+        _stems.update(zip(missing, map(_word_key, lowered, stems), strict=True))
     return list(map(_stems.__getitem__, words))
 
 
@@ -352,6 +377,11 @@ class TermIndex:
         #: all, the one-word ones, the phrases), for Latin terms.
         self._latin: dict[str, tuple[Any, dict[str, _NeedleIds]]] = {}
         self._masks: dict[str, _Masks | None] = {}
+        #: mode -> one-word needle's word -> its index (compound head parts are looked
+        #: up here, not scanned), and the words of the phrases (the split compounds are
+        #: scanned only when a part is one of them: nothing else can be new there).
+        self._one_word: dict[str, dict[str, int]] = {}
+        self._phrase_words: dict[str, frozenset[str]] = {}
         for mode in (STEM, EXACT, CASE):
             needles: dict[str, list[Term]] = {}
             for term in (t for t in unique if t.words and t.mode == mode):
@@ -365,6 +395,9 @@ class TermIndex:
                 }
                 self._latin[mode] = (ahocorasick_rs.AhoCorasick(list(needles)), by_field)
                 self._masks[mode] = _Masks.of(needles, mask_ids)
+                words = [needle.split() for needle in needles]
+                self._one_word[mode] = {w[0]: i for i, w in enumerate(words) if len(w) == 1}
+                self._phrase_words[mode] = frozenset(p for w in words if len(w) > 1 for p in w)
         substrings: dict[str, list[Term]] = {}
         for term in (t for t in unique if t.substring is not None):
             substrings.setdefault(term.substring or "", []).append(term)
@@ -402,14 +435,18 @@ class TermIndex:
                 if "-" in field.text:
                     # A one-word term is also one of a compound's head parts, a phrase
                     # also the words of compounds split ("knitting-machine").
-                    heads = automaton.find_matches_as_indexes(field.heads(mode), overlapping=True)
-                    hidden = masks.hidden_heads(matches) if masks else None
-                    for i in _unhidden(heads, hidden) if hidden else map(_first, heads):
-                        hit.update(ids.words[i])
-                    for i, _, _ in automaton.find_matches_as_indexes(
-                        field.joined(mode, SPLIT), overlapping=True
-                    ):
-                        hit.update(ids.phrases[i])
+                    one_word = self._one_word[mode]
+                    found_heads = map(one_word.get, field.head_parts(mode))
+                    heads = [(i, 0, 0) for i in found_heads if i is not None]
+                    if heads:
+                        hidden = masks.hidden_heads(matches) if masks else None
+                        for i in _unhidden(heads, hidden) if hidden else map(_first, heads):
+                            hit.update(ids.words[i])
+                    if not self._phrase_words[mode].isdisjoint(field.compound_parts(mode)):
+                        for i, _, _ in automaton.find_matches_as_indexes(
+                            field.joined(mode, SPLIT), overlapping=True
+                        ):
+                            hit.update(ids.phrases[i])
             if self._cjk is not None and not field.text.isascii() and _CJK.search(field.text):
                 ids_cjk = self._cjk_ids[name]
                 matches = self._cjk.find_matches_as_indexes(field.lower, overlapping=True)
