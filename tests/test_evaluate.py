@@ -63,6 +63,13 @@ def guide_labels_4(tmp_path: Path) -> Path:
     return DATA / "topics-guide-own4.jsonl"
 
 
+def guide_labels_5(tmp_path: Path) -> Path:
+    """44 items on the trade-policy and corporate-finance boundaries the guide draws
+    (measures vs flows, a company vs a park or an industry, designations), 5 outside
+    textile scope; scored before the rules were tuned on them: 0.673 (micro-F1 0.885)."""
+    return DATA / "topics-guide-own5.jsonl"
+
+
 def outside_labels(tmp_path: Path) -> Path:
     if not all(path.is_file() for path in OUTSIDE_FILES):
         pytest.skip(f"the outside development set is not beside the project ({OUTSIDE})")
@@ -86,6 +93,7 @@ def shipped_topics():  # type: ignore[no-untyped-def]
         (guide_labels_2, 0.78, 0.20, 0.0),
         (guide_labels_3, 0.89, 0.20, 0.0),
         (guide_labels_4, 0.83, 0.10, 0.0),
+        (guide_labels_5, 0.74, 0.0, 0.0),
     ],
     ids=[
         "outside-development-set",
@@ -94,6 +102,7 @@ def shipped_topics():  # type: ignore[no-untyped-def]
         "own-guide-set-2",
         "own-guide-set-3",
         "own-guide-set-4",
+        "own-guide-set-5",
     ],
 )
 def test_shipped_taxonomy_holds_its_measured_quality(
