@@ -161,6 +161,9 @@ class Item:
     content_hash: str
     #: Who first published the story, when the source names it ("Hebei Daily").
     original_publisher: str | None = None
+    #: The feed entry it was made from, digested (``prepare.entry_digest``): when the
+    #: source lists that entry unchanged again, it is not normalized again.
+    entry_digest: int | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

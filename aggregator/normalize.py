@@ -111,6 +111,14 @@ def normalize_entry(
     )
 
 
+def entry_keys(entry: ParsedEntry, *, source_id: str, base_url: str) -> tuple[str, ...] | None:
+    """The dedupe keys ``normalize_entry`` gives the entry, when its link or guid make
+    them (no text needed); None when only its text would."""
+    link = canonical_url(entry.link, base_url)
+    guid = clean_text(entry.guid) if entry.guid else None
+    return _dedupe_keys(source_id, link, guid, "", "") if link or guid else None
+
+
 def _image_alt(summary_html: str) -> str:
     """The alt text of the first image that has one (sanitized HTML quotes it with ")."""
     found = _IMAGE_ALT.search(summary_html)

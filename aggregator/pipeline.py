@@ -683,6 +683,7 @@ def _store_items(
     ]  # fmt: skip
     fresh = [r for r, d in zip(ready, decisions, strict=True) if d.action is Action.INSERT]
     batch = shared.stories.assign(tx, fresh) if fresh else []
+    digests: list[tuple[int, str, int]] = []
     for r, decision in zip(ready, decisions, strict=True):
         if decision.action is Action.INSERT:
             continue
@@ -690,10 +691,16 @@ def _store_items(
         tx.add_keys(decision.item_id, decision.new_keys)
         if decision.action is Action.ADD_SOURCE:
             tx.add_source(decision.item_id, r.item, now)
-        elif decision.action is Action.UPDATE:
+            continue
+        if decision.action is Action.UPDATE:
             tx.update_item(decision.item_id, r.item)
             tx.set_topics(decision.item_id, r.topics)
             updated += 1
+        if r.item.entry_digest is not None:
+            # The source's entry for a stored item is new to us (edited, written
+            # differently, or stored before digests were kept): next time it is skipped.
+            digests.append((decision.item_id, r.item.source_id, r.item.entry_digest))
+    tx.set_entry_digests(digests)
     tx.insert_items(batch, now)
     return _Stored(new=len(batch), updated=updated)
 

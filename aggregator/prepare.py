@@ -22,10 +22,11 @@ import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+from aggregator import __version__
 from aggregator.categorize import CompiledTopic, categorize, compile_topics
 from aggregator.config import AppConfig, RuleSet, SourceConfig, TopicConfig
 from aggregator.errors import ParseError
@@ -84,18 +85,34 @@ class PreparedSource:
 
 
 def normalize_items(
-    source: SourceConfig, base: str, entries: Sequence[ParsedEntry], now: datetime
+    source: SourceConfig,
+    base: str,
+    entries: Sequence[ParsedEntry],
+    now: datetime,
+    seen: frozenset[int] = frozenset(),
 ) -> tuple[list[Item], int]:
     """The entries' items, and how many entries were empty (nothing to show, see
-    ``normalize``) and so dropped."""
-    from aggregator.normalize import normalize_entry
+    ``normalize``) and so dropped. An entry whose ``entry_digest`` is in ``seen`` (the
+    source delivered it before, exactly so) is not normalized and gives no item: storing
+    it again would change nothing. Its dedupe keys still count within the feed."""
+    from aggregator.normalize import entry_keys, normalize_entry
 
     zone = ZoneInfo(source.timezone)
     patterns = _publisher_patterns(source.publisher_patterns)
+    context = _digest_context(source, base)
     items: list[Item] = []
     seen_keys: set[str] = set()
+    skipped: list[ParsedEntry] = []  # their keys, only once a later entry needs them
     empty = 0
     for entry in entries:
+        digest = entry_digest(entry, context)
+        if digest in seen:
+            skipped.append(entry)
+            continue
+        for earlier in skipped:
+            keys = entry_keys(earlier, source_id=source.id, base_url=base)
+            seen_keys.update(keys or _keys(earlier, source.id, base, zone, now, patterns))
+        skipped.clear()
         item = normalize_entry(
             entry, source_id=source.id, base_url=base, timezone=zone, now=now,
             publisher_patterns=patterns,
@@ -105,8 +122,54 @@ def normalize_items(
         # A feed listing one story twice keeps its first (newest) version.
         elif seen_keys.isdisjoint(item.keys):
             seen_keys.update(item.keys)
-            items.append(item)
+            items.append(replace(item, entry_digest=digest))
     return items, empty
+
+
+def _keys(
+    entry: ParsedEntry,
+    source_id: str,
+    base: str,
+    zone: ZoneInfo,
+    now: datetime,
+    patterns: Sequence[re.Pattern[str]] | None,
+) -> tuple[str, ...]:
+    """An entry's dedupe keys the long way, when its text makes them."""
+    from aggregator.normalize import normalize_entry
+
+    item = normalize_entry(
+        entry, source_id=source_id, base_url=base, timezone=zone, now=now,
+        publisher_patterns=patterns,
+    )  # fmt: skip
+    return item.keys if item is not None else ()
+
+
+def entry_digest(entry: ParsedEntry, context: bytes) -> int:
+    """A feed entry as its source delivered it, with what its normalizing depends on
+    (``_digest_context``), as a signed 64-bit number (a database BIGINT)."""
+    hasher = hashlib.blake2b(context, digest_size=8)
+    for value in (
+        entry.guid,
+        entry.link,
+        entry.title,
+        entry.summary_html,
+        entry.published_raw,
+        entry.updated_raw,
+        entry.author,
+        entry.language,
+        entry.original_publisher,
+    ):
+        hasher.update(b"\x1f" + (value or "").encode("utf-8", "surrogatepass"))  # fmt: skip
+    hasher.update(b"\x1e" + "\x1f".join(entry.categories).encode("utf-8", "surrogatepass"))
+    hasher.update(b"\x1d1" if entry.title_is_html else b"\x1d0")
+    return int.from_bytes(hasher.digest(), "little", signed=True)
+
+
+def _digest_context(source: SourceConfig, base: str) -> bytes:
+    """What else an item's normalizing depends on: the program, the source's settings
+    and the address relative links resolve against. A change to any of them makes
+    every entry new again, so it is normalized under the new rules."""
+    return f"{__version__}\x1f{source.model_dump_json()}\x1f{base}".encode()
 
 
 @functools.lru_cache(maxsize=256)
@@ -123,10 +186,12 @@ def ready_items(
     topics: Sequence[CompiledTopic],
     seen: frozenset[int] = frozenset(),
 ) -> tuple[tuple[ReadyItem, ...], int]:
-    """Normalize, categorize and sign every entry of one source; entries whose
-    ``fingerprint`` is in ``seen`` (delivered before, unchanged) are only normalized.
-    Also returns how many entries were empty and dropped."""
-    items, empty = normalize_items(source, base, entries, now)
+    """Normalize, categorize and sign every entry of one source. ``seen``: what the
+    source delivered before. An entry whose digest is there is skipped (see
+    ``normalize_items``); an item whose ``fingerprint`` is there (the same item from an
+    entry written differently) is only normalized. Also returns how many entries were
+    empty and dropped."""
+    items, empty = normalize_items(source, base, entries, now, seen)
     ready = tuple(
         ReadyItem(item=item, topics=(), bands=b"")
         if fingerprint(item.keys[0], item.content_hash) in seen

@@ -241,3 +241,72 @@ def test_worker_processes_end_with_a_killed_owner(tmp_path: Path) -> None:
     for pid in left:
         os.kill(pid, signal.SIGKILL)
     assert left == []
+
+
+def _entry(n: int, title: str = "") -> Any:
+    from aggregator.models import ParsedEntry
+
+    return ParsedEntry(
+        guid=None, link=f"https://s.example/{n}", title=title or f"Wool prices {n}",
+        title_is_html=False, summary_html=f"<p>Merino tops {n}.</p>", published_raw=None,
+        updated_raw=None, author=None, categories=(), language="en",
+    )  # fmt: skip
+
+
+def test_entries_delivered_exactly_so_before_are_not_even_normalized(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import aggregator.normalize
+    from aggregator.config import SourceConfig
+    from aggregator.prepare import _digest_context, entry_digest, normalize_items
+
+    source = SourceConfig(id="s", name="S", url="https://s.example/feed")
+    new, old, older = _entry(0), _entry(1), _entry(2)
+    context = _digest_context(source, "")
+    seen = frozenset({entry_digest(old, context), entry_digest(older, context)})
+    calls: list[str] = []
+    real = aggregator.normalize.normalize_entry
+
+    def counting(entry: Any, **options: Any) -> Any:
+        calls.append(entry.link)
+        return real(entry, **options)
+
+    monkeypatch.setattr(aggregator.normalize, "normalize_entry", counting)
+    items, empty = normalize_items(source, "", [new, old, older], NOW, seen)
+    assert [i.link for i in items] == ["https://s.example/0"] and empty == 0
+    assert calls == ["https://s.example/0"]
+    assert items[0].entry_digest == entry_digest(new, context)
+    # A skipped entry still keeps a later listing of its story out of the feed's items.
+    again = _entry(1, title="Wool prices, the same story listed again")
+    items, _ = normalize_items(source, "", [old, again], NOW, seen)
+    assert items == []
+    # What normalizing depends on changed (here the source's time zone): nothing skipped.
+    moved = SourceConfig(id="s", name="S", url="https://s.example/feed", timezone="Asia/Dhaka")
+    items, _ = normalize_items(moved, "", [new, old, older], NOW, seen)
+    assert len(items) == 3
+
+
+def test_entry_digests_are_recorded_for_deliveries_stored_before_them(tmp_path: Path) -> None:
+    import sqlite3
+
+    folder = demo_copy(tmp_path / "parallel", "parse_workers: 2\nparallel_from: 1\n")
+    database = load_config(folder).database_path
+    workers = Workers()
+    try:
+        stored(folder, workers)
+        with sqlite3.connect(database) as connection:
+            total, recorded = connection.execute(
+                "SELECT count(*), count(entry_digest) FROM item_sources"
+            ).fetchone()
+            assert total and recorded == total
+            connection.execute("UPDATE item_sources SET entry_digest = NULL")  # stored before
+        edit_feed(folder)
+        stored(folder, workers, now=NOW + timedelta(hours=1))
+    finally:
+        workers.close()
+    with sqlite3.connect(database) as connection:
+        rows = connection.execute(
+            "SELECT count(*), count(entry_digest) FROM item_sources WHERE source_id = ?",
+            ("fashionunited-uk",),
+        ).fetchone()
+    assert rows[0] and rows[1] == rows[0]  # the changed feed's entries, recorded again

@@ -84,6 +84,7 @@ def _source_row(item_id: int, item: Item, now: datetime) -> dict[str, Any]:
         "source_id": item.source_id,
         "link": item.link,
         "first_seen_at": _to_db(now),
+        "entry_digest": item.entry_digest,
     }
 
 
@@ -395,14 +396,20 @@ class Storage:
         self, source_ids: Sequence[str], since: datetime, digest: Callable[[str, str], int]
     ) -> dict[str, frozenset[int]]:
         """``digest(key, content hash)`` of every item each source carried, first carried
-        since ``since``: what its feed will most likely list again, unchanged. Digested
-        row by row, so 90,000 keys never sit in memory as strings."""
+        since ``since``: what its feed will most likely list again, unchanged; and the
+        digest of the entry it carried it as (``Item.entry_digest``), where recorded.
+        Digested row by row, so 90,000 keys never sit in memory as strings."""
         items, item_keys, item_sources = (
             self._t["items"], self._t["item_keys"], self._t["item_sources"],
         )  # fmt: skip
         wanted = set(source_ids)
         query = (
-            sa.select(item_sources.c.source_id, item_keys.c.key, items.c.content_hash)
+            sa.select(
+                item_sources.c.source_id,
+                item_keys.c.key,
+                items.c.content_hash,
+                item_sources.c.entry_digest,
+            )
             .join(items, items.c.id == item_sources.c.item_id)
             .join(item_keys, item_keys.c.item_id == items.c.id)
             .where(item_sources.c.first_seen_at >= _to_db(since))
@@ -412,9 +419,12 @@ class Storage:
         found: dict[str, set[int]] = {}
         with _storage_errors("reading delivered items"), self._engine.connect() as connection:
             rows = connection.execute(query.execution_options(yield_per=2000))
-            for source_id, key, content_hash in rows:
+            for source_id, key, content_hash, entry_digest in rows:
                 if source_id in wanted:
-                    found.setdefault(source_id, set()).add(digest(key, content_hash))
+                    digests = found.setdefault(source_id, set())
+                    digests.add(digest(key, content_hash))
+                    if entry_digest is not None:
+                        digests.add(entry_digest)
             if connection.dialect.name == "sqlite":
                 # This second connection (the cycle's transaction holds the first) would
                 # keep up to cache_size (64 MB) of pages it read: a steady cycle's peak
@@ -1192,6 +1202,22 @@ class Transaction:
         values = self._content_values(item)
         del values["published_at"]  # a republished date must not resurface an old story
         self._c.execute(items.update().where(items.c.id == item_id).values(values))
+
+    def set_entry_digests(self, rows: Sequence[tuple[int, str, int]]) -> None:
+        """Record (item id, source id, entry digest): the entry each source now lists
+        the item as (``Item.entry_digest``)."""
+        if not rows:
+            return
+        item_sources = self._t["item_sources"]
+        statement = (
+            item_sources.update()
+            .where(item_sources.c.item_id == sa.bindparam("b_item"))
+            .where(item_sources.c.source_id == sa.bindparam("b_source"))
+            .values(entry_digest=sa.bindparam("b_digest"))
+        )
+        self._c.execute(
+            statement, [{"b_item": i, "b_source": s, "b_digest": d} for i, s, d in rows]
+        )
 
     def add_keys(self, item_id: int, keys: Iterable[str]) -> None:
         rows = [{"key": key, "item_id": item_id} for key in keys]

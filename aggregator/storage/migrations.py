@@ -366,6 +366,13 @@ def _v13_report_facts(connection: sa.Connection) -> None:
     _add_columns(connection, "item_lsh", sa.Column("facts", sa.Text))
 
 
+def _v14_entry_digests(connection: sa.Connection) -> None:
+    """Issue 19: a digest of the feed entry each source delivered an item as, so a
+    changed feed's unchanged entries are not normalized again (a steady cycle's largest
+    cost in the workers); NULL for deliveries stored before (recorded when next seen)."""
+    _add_columns(connection, "item_sources", sa.Column("entry_digest", sa.BigInteger))
+
+
 #: Every migration ever shipped, in order. Append only.
 MIGRATIONS: tuple[Migration, ...] = (
     _v1_initial,
@@ -381,6 +388,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     _v11_first_success,
     _v12_story_evidence,
     _v13_report_facts,
+    _v14_entry_digests,
 )
 
 _VERSIONS = sa.Table(
