@@ -310,3 +310,29 @@ def test_entry_digests_are_recorded_for_deliveries_stored_before_them(tmp_path: 
             ("fashionunited-uk",),
         ).fetchone()
     assert rows[0] and rows[1] == rows[0]  # the changed feed's entries, recorded again
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+def test_a_run_once_counts_its_workers_cpu_as_its_childrens(tmp_path: Path) -> None:
+    """What ``time`` reports for ``run --once`` (its children's rusage) includes the parse
+    workers, which are the fork server's children: the fork server is stopped and
+    reaped before the process ends."""
+    import subprocess
+    import sys
+
+    folder = demo_copy(tmp_path, "parse_workers: 2\nparallel_from: 1\n")
+    script = (
+        "import sys\n"
+        "from aggregator.cli import cli\n"
+        "try:\n"
+        "    cli(['--config', sys.argv[1], 'run', '--once'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "import multiprocessing.forkserver as f\n"
+        "print('fork server still running:', f._forkserver._forkserver_pid is not None)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(folder)], capture_output=True, text=True, timeout=300,
+        cwd=PROJECT,
+    )  # fmt: skip
+    assert "fork server still running: False" in done.stdout, done.stdout + done.stderr[-2000:]
