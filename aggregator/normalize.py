@@ -52,6 +52,9 @@ _BLOCK_BOUNDARY = re.compile(
 _IMAGE_ALT = re.compile(r'<img\b[^>]*?\balt\s*=\s*"([^"]+)"', re.I)
 #: The title of an entry that has content but no title and no text to take one from.
 UNTITLED = "(untitled)"
+#: Raise when a change here gives a stored entry a different item: entries that
+#: sources delivered before are then normalized again (see ``prepare.entry_digest``).
+REVISION = 1
 _URL_ATTRIBUTES = frozenset({"href", "src", "cite", "longdesc"})
 _SAFE_SCHEMES = frozenset({"http", "https", "mailto"})
 

@@ -159,17 +159,20 @@ def entry_digest(entry: ParsedEntry, context: bytes) -> int:
         entry.language,
         entry.original_publisher,
     ):
-        hasher.update(b"\x1f" + (value or "").encode("utf-8", "surrogatepass"))  # fmt: skip
+        hasher.update(b"\x1f" + (value or "").encode("utf-8", "surrogatepass"))
     hasher.update(b"\x1e" + "\x1f".join(entry.categories).encode("utf-8", "surrogatepass"))
     hasher.update(b"\x1d1" if entry.title_is_html else b"\x1d0")
     return int.from_bytes(hasher.digest(), "little", signed=True)
 
 
 def _digest_context(source: SourceConfig, base: str) -> bytes:
-    """What else an item's normalizing depends on: the program, the source's settings
-    and the address relative links resolve against. A change to any of them makes
-    every entry new again, so it is normalized under the new rules."""
-    return f"{__version__}\x1f{source.model_dump_json()}\x1f{base}".encode()
+    """What else an item's normalizing depends on: the program (its version and
+    ``normalize.REVISION``), the source's settings and the address relative links
+    resolve against. A change to any of them makes every entry new again, so it is
+    normalized under the new rules."""
+    from aggregator.normalize import REVISION
+
+    return f"{__version__}\x1f{REVISION}\x1f{source.model_dump_json()}\x1f{base}".encode()
 
 
 @functools.lru_cache(maxsize=256)
