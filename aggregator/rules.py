@@ -443,9 +443,12 @@ class TermIndex:
                         for i in _unhidden(heads, hidden) if hidden else map(_first, heads):
                             hit.update(ids.words[i])
                     if not self._phrase_words[mode].isdisjoint(field.compound_parts(mode)):
-                        for i, _, _ in automaton.find_matches_as_indexes(
+                        split = automaton.find_matches_as_indexes(
                             field.joined(mode, SPLIT), overlapping=True
-                        ):
+                        )
+                        # An ignore phrase hides the phrases inside it here too
+                        # ("carbon fibre bike" hides the carbon fibre of "carbon-fibre bike").
+                        for i in masks.unmasked(split) if masks else map(_first, split):
                             hit.update(ids.phrases[i])
             if self._cjk is not None and not field.text.isascii() and _CJK.search(field.text):
                 ids_cjk = self._cjk_ids[name]

@@ -389,3 +389,15 @@ def test_an_ignored_compound_hides_its_parts_too() -> None:
     assert [h.term for h in found.hits] == ["duty"]  # "anti-dumping duty" is not hidden
     twice = verdict(item("Heavy-duty and heavy-duty trucks, a low-duty textile"), sets, **rules)
     assert [h.term for h in twice.hits] == ["duty"]  # the third compound's "duty"
+
+
+def test_an_ignored_phrase_hides_the_phrases_inside_split_compounds() -> None:
+    """A phrase is also found in compounds split ("carbon-fibre" as "carbon fibre"); an
+    ignore phrase found there hides it there too, so a carbon-fibre bike is no textile
+    evidence while a carbon-fibre fabric still is."""
+    sets = {"scope": {"threshold": 1, "include": ["carbon fibre", "fabric"],
+                      "ignore": ["carbon fibre bike"]}}  # fmt: skip
+    rules = {"include": ["carbon fibre"]}
+    assert not verdict(item("Carbon-fibre bike sales slow"), sets, **rules).belongs
+    found = verdict(item("Carbon-fibre bike maker buys a carbon-fibre fabric mill"), sets, **rules)
+    assert found.belongs and [h.term for h in found.hits] == ["carbon fibre"]
