@@ -70,8 +70,7 @@ def normalize_entry(
 ) -> Item | None:
     """Clean one entry. ``base_url`` resolves relative links; ``timezone`` applies to
     dates written without a zone; ``now`` is first-seen time and the future limit."""
-    link = canonical_url(entry.link, base_url)
-    guid = clean_text(entry.guid) if entry.guid else None
+    link, guid = _link_and_guid(entry, base_url)
     summary_html = sanitize_html(entry.summary_html, base_url=link or base_url)
     summary_text = html_to_text(summary_html, MAX_SUMMARY_TEXT_CHARS)
     named_in_text, summary_text = credit_line(summary_text, publisher_patterns)
@@ -117,9 +116,13 @@ def normalize_entry(
 def entry_keys(entry: ParsedEntry, *, source_id: str, base_url: str) -> tuple[str, ...] | None:
     """The dedupe keys ``normalize_entry`` gives the entry, when its link or guid make
     them (no text needed); None when only its text would."""
-    link = canonical_url(entry.link, base_url)
-    guid = clean_text(entry.guid) if entry.guid else None
+    link, guid = _link_and_guid(entry, base_url)
     return _dedupe_keys(source_id, link, guid, "", "") if link or guid else None
+
+
+def _link_and_guid(entry: ParsedEntry, base_url: str) -> tuple[str | None, str | None]:
+    """The entry's canonical link and clean guid, as its item and its keys have them."""
+    return canonical_url(entry.link, base_url), clean_text(entry.guid) if entry.guid else None
 
 
 def _image_alt(summary_html: str) -> str:

@@ -97,8 +97,10 @@ def normalize_items(
     it again would change nothing. Its dedupe keys still count within the feed."""
     from aggregator.normalize import entry_keys, normalize_entry
 
-    zone = ZoneInfo(source.timezone)
-    patterns = _publisher_patterns(source.publisher_patterns)
+    normalized = functools.partial(
+        normalize_entry, source_id=source.id, base_url=base, timezone=ZoneInfo(source.timezone),
+        now=now, publisher_patterns=_publisher_patterns(source.publisher_patterns),
+    )  # fmt: skip
     context = _digest_context(source, base)
     items: list[Item] = []
     seen_keys: set[str] = set()
@@ -111,12 +113,12 @@ def normalize_items(
             continue
         for earlier in skipped:
             keys = entry_keys(earlier, source_id=source.id, base_url=base)
-            seen_keys.update(keys or _keys(earlier, source.id, base, zone, now, patterns))
+            if keys is None:  # no link or guid: its text makes them
+                made = normalized(earlier)
+                keys = made.keys if made is not None else ()
+            seen_keys.update(keys)
         skipped.clear()
-        item = normalize_entry(
-            entry, source_id=source.id, base_url=base, timezone=zone, now=now,
-            publisher_patterns=patterns,
-        )  # fmt: skip
+        item = normalized(entry)
         if item is None:
             empty += 1
         # A feed listing one story twice keeps its first (newest) version.
@@ -124,24 +126,6 @@ def normalize_items(
             seen_keys.update(item.keys)
             items.append(replace(item, entry_digest=digest))
     return items, empty
-
-
-def _keys(
-    entry: ParsedEntry,
-    source_id: str,
-    base: str,
-    zone: ZoneInfo,
-    now: datetime,
-    patterns: Sequence[re.Pattern[str]] | None,
-) -> tuple[str, ...]:
-    """An entry's dedupe keys the long way, when its text makes them."""
-    from aggregator.normalize import normalize_entry
-
-    item = normalize_entry(
-        entry, source_id=source_id, base_url=base, timezone=zone, now=now,
-        publisher_patterns=patterns,
-    )  # fmt: skip
-    return item.keys if item is not None else ()
 
 
 def entry_digest(entry: ParsedEntry, context: bytes) -> int:

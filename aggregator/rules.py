@@ -51,10 +51,9 @@ TEXT_FIELDS = ("title", "lead", "summary", "category")
 #: How a term compares words: by stem (the default), as written in lower case
 #: (``=word``), or as written (``case_sensitive``).
 STEM, EXACT, CASE = "stem", "exact", "case"
-#: How ``FieldText.tokens`` treats a compound "a-b-c": as one word; as itself plus the parts
-#: that count on their own; as its parts (for phrases: "knitting machine" finds
-#: "knitting-machine").
-WHOLE, HEADS, SPLIT = "whole", "heads", "split"
+#: How ``FieldText.joined`` writes a compound "a-b-c": as one word, or as its parts (for
+#: phrases: "knitting machine" finds "knitting-machine").
+WHOLE, SPLIT = "whole", "split"
 #: A regular expression gets this long per field before it counts as not matching.
 REGEX_TIMEOUT_SECONDS = 0.05
 
@@ -93,14 +92,10 @@ class FieldText:
         self._joined: dict[tuple[str, str], str] = {}
         self._places: dict[str, list[str]] | None = None
 
-    def tokens(self, mode: str, compounds: str = WHOLE) -> list[str]:
-        """The field's words in order, as ``mode`` compares them (STEM, EXACT, CASE),
-        compounds as ``compounds`` says. Each form is made once, from the one before
-        (as written -> lower case -> stems)."""
-        if compounds == HEADS:
-            return self.tokens(mode) + self.head_parts(mode)
-        if compounds == SPLIT:
-            return self.joined(mode, SPLIT).split()
+    def tokens(self, mode: str) -> list[str]:
+        """The field's words in order, a compound as one, as ``mode`` compares them
+        (STEM, EXACT, CASE). Each form is made once, from the one before (as written ->
+        lower case -> stems)."""
         found = self._tokens.get(mode)
         if found is None:
             if mode == CASE:
@@ -111,10 +106,6 @@ class FieldText:
                 found = self.joined(mode).split()
             self._tokens[mode] = found
         return found
-
-    def words(self, mode: str) -> list[str]:
-        """The field's words in order, a compound as one (phrases are matched on these)."""
-        return self.tokens(mode)
 
     def distinct(self, mode: str) -> set[str]:
         """Every word a one-word term may be: the words, and the parts of compounds
@@ -196,15 +187,6 @@ class FieldText:
             self._heads[mode] = found
         return found
 
-    def heads(self, mode: str) -> str:
-        """The head parts of the field's compounds, joined like ``joined``: where one-word
-        terms are also looked for."""
-        key = (mode, HEADS)
-        found = self._joined.get(key)
-        if found is None:
-            found = self._joined[key] = f" {' '.join(self.head_parts(mode))} "
-        return found
-
     def places(self) -> dict[str, list[str]]:
         """Region and country codes of the places named here -> the names."""
         if self._places is None:
@@ -215,7 +197,7 @@ class FieldText:
 
 
 def _head_parts(compounds: list[str]) -> list[str]:
-    """The parts of ``compounds`` that count on their own (HEADS): a compound's last
+    """The parts of ``compounds`` that count on their own (head parts): a compound's last
     part (the head of an English compound) and its capitalised parts: "brand-new" ->
     new; "Xinjiang-linked" -> Xinjiang, linked."""
     parts_found: list[str] = []

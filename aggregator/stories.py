@@ -511,7 +511,7 @@ def _shared_keys(
             shared_count.update(ids[lowest : bisect_right(published, when + window, lowest)])
         for item_id in batch_holders:
             if abs(pending[item_id].published - when) <= window:
-                shared_count[item_id] = shared_count.get(item_id, 0) + 1
+                shared_count[item_id] += 1
     return shared_count
 
 
