@@ -23,18 +23,20 @@ topics an item belongs to.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from aggregator.config import RuleSet, TermSpec, TopicConfig
 from aggregator.models import Item, TermHit, TopicMatch, term_hit
 from aggregator.rules import (
+    FIELDS,
     FieldText,
     Node,
     Term,
     TermIndex,
     evaluate,
     index_fields,
+    leaves,
     parse_expression,
     parse_term,
 )
@@ -299,18 +301,21 @@ def judge(
         )  # fmt: skip
     hits = _hits(topic.include, found, topic.weights)
     score = _score(hits)
-    found_in_groups = [_hits(group, found, topic.weights) for group in topic.all_of]
-    missing = tuple(
-        " | ".join(t.text for t in group)
-        for group, in_group in zip(topic.all_of, found_in_groups, strict=True)
-        if not in_group
-    )
-    group_hits = [h for in_group in found_in_groups for h in in_group]
+    missing: tuple[str, ...] = ()
+    group_hits: list[TermHit] = []
+    if topic.all_of:
+        found_in_groups = [_hits(group, found, topic.weights) for group in topic.all_of]
+        missing = tuple(
+            " | ".join(t.text for t in group)
+            for group, in_group in zip(topic.all_of, found_in_groups, strict=True)
+            if not in_group
+        )
+        group_hits = [h for in_group in found_in_groups for h in in_group]
     expression = None
     expression_hits: list[TermHit] = []
     if topic.expression is not None:
         matched: list[tuple[Term, str]] = []
-        expression = evaluate(topic.expression, fields, matched)
+        expression = evaluate(topic.expression, fields, matched, found)
         expression_hits = [_hit(term, name, topic.weights) for term, name in matched]
     scored = score >= topic.threshold if topic.include else True
     too_few = None
@@ -332,7 +337,10 @@ def judge(
         belongs=belongs,
         score=score,
         threshold=topic.threshold,
-        hits=tuple(dict.fromkeys([*hits, *group_hits, *expression_hits])),
+        # The include hits are distinct (one a term and field); others may repeat them.
+        hits=tuple(dict.fromkeys([*hits, *group_hits, *expression_hits]))
+        if group_hits or expression_hits
+        else hits,
         vetoes=vetoes,
         missing_all_of=missing,
         expression=expression,
@@ -352,7 +360,7 @@ def verdicts(
     """Every topic's reasoning about ``item``, its words looked up once for all topics.
     ``place:`` hits name the places found ("place:asia (Tiruppur)")."""
     fields = index_fields(item_fields(item, source_name))
-    found = _index(topics).hits(fields)
+    found = _lookup(topics).index.hits(fields)
     gate = _gate_of(topics)
     weights = topics[0].weights if topics else {}
     scope = judge_scope(item, gate, found, weights) if gate is not None else None
@@ -381,7 +389,8 @@ def categorize(
 ) -> tuple[TopicMatch, ...]:
     """Every topic ``item`` belongs to, with the terms that put it there."""
     fields = index_fields(item_fields(item, source_name))
-    found = _index(topics).hits(fields)
+    lookup = _lookup(topics)
+    found = lookup.index.hits(fields)
     gate = _gate_of(topics)
     scope = None
     if gate is not None:
@@ -389,13 +398,11 @@ def categorize(
         if not scope.in_scope and all(t.gate is not None for t in topics):
             return ()  # out of scope for every topic: nothing more to look at
     matches = []
-    for topic in topics:
-        # Most topics have none of their include terms in a given item: it cannot reach
-        # the threshold (always above zero), so the full reasoning is not needed.
-        if topic.include and found.keys().isdisjoint(topic.include_ids):
-            continue
-        if not found.keys().isdisjoint(topic.exclude_ids):
-            continue  # vetoed (explain's ``judge`` says by what)
+    # Most topics have none of their include terms in a given item: it cannot reach the
+    # threshold (always above zero), so the full reasoning is not needed; nor for a
+    # vetoed topic (explain's ``judge`` says by what).
+    for position in lookup.candidates(found):
+        topic = topics[position]
         verdict = judge(item, topic, source_name, found, scope, fields)
         if verdict.belongs:
             matches.append(TopicMatch(slug=verdict.slug, hits=verdict.hits))
@@ -410,53 +417,42 @@ def _hits(
     terms: Sequence[Term], found: Mapping[int, list[str]], weights: Mapping[str, float]
 ) -> tuple[TermHit, ...]:
     """The hits of ``terms`` among ``found``, in the curator's order."""
-    order, hit_of = _positions(terms, weights)
-    present = sorted(map(order.__getitem__, found.keys() & order.keys()))
-    return tuple(hit_of(i, name) for i in present for name in found[id(terms[i])])
+    table = _hit_table(terms, weights)
+    # An item holds fewer terms than a topic: look its terms up, not the topic's.
+    present = [table[term_id] for term_id in found if term_id in table]
+    present.sort()  # by position: each is there once
+    return tuple([by_field[name] for _, by_field, term_id in present for name in found[term_id]])
 
 
-#: id(terms) -> (terms, weights, id(term) -> position, the hit of (position, field)).
-#: Compiled topics live as long as their configuration; a TermHit is made once per
-#: term, field and weights (making them was a tenth of categorizing).
-_position_cache: dict[
-    int,
-    tuple[
-        Sequence[Term],
-        Mapping[str, float],
-        dict[int, int],
-        Callable[[int, str], TermHit],
-    ],
-] = {}
+#: A term's place in its list, its hit in each field, and its id.
+_Row = tuple[int, dict[str, TermHit], int]
+
+#: id(terms) -> (terms, weights, id(term) -> its row). Compiled topics live as long as
+#: their configuration; a TermHit is made once per term, field and weights (making them
+#: was a tenth of categorizing), and an item's hits are looked up, not made.
+_hit_tables: dict[int, tuple[Sequence[Term], Mapping[str, float], dict[int, _Row]]] = {}
 
 
-def _positions(
-    terms: Sequence[Term], weights: Mapping[str, float]
-) -> tuple[dict[int, int], Callable[[int, str], TermHit]]:
-    """Where each term sits in ``terms``, so hits come out in the curator's order
-    while only the terms an item contains are visited; and the hit of a position in a
-    field."""
-    cached = _position_cache.get(id(terms))
+def _hit_table(terms: Sequence[Term], weights: Mapping[str, float]) -> dict[int, _Row]:
+    cached = _hit_tables.get(id(terms))
     if cached is None or cached[0] is not terms or cached[1] is not weights:
-        if len(_position_cache) > 10_000:  # configurations reloaded many times over
-            _position_cache.clear()
-        order: dict[int, int] = {}
+        if len(_hit_tables) > 10_000:  # configurations reloaded many times over
+            _hit_tables.clear()
+        table: dict[int, _Row] = {}
         for position, term in enumerate(terms):
-            order.setdefault(id(term), position)
-        made: dict[tuple[int, str], TermHit] = {}
-
-        def hit_of(position: int, field: str) -> TermHit:
-            hit = made.get((position, field))
-            if hit is None:
-                hit = made[(position, field)] = _hit(terms[position], field, weights)
-            return hit
-
-        cached = _position_cache[id(terms)] = (terms, weights, order, hit_of)
-    return cached[2], cached[3]
+            if id(term) not in table:
+                names = (term.field,) if term.field else FIELDS
+                hits = {name: _hit(term, name, weights) for name in names}
+                table[id(term)] = (position, hits, id(term))
+        cached = _hit_tables[id(terms)] = (terms, weights, table)
+    return cached[2]
 
 
 def _terms(topic: CompiledTopic) -> list[Term]:
     gate = (*topic.gate.include, *topic.gate.exclude) if topic.gate is not None else ()
-    return [*topic.include, *topic.exclude, *(t for group in topic.all_of for t in group), *gate]
+    expression = leaves(topic.expression) if topic.expression is not None else ()
+    groups = (t for group in topic.all_of for t in group)
+    return [*topic.include, *topic.exclude, *groups, *expression, *gate]
 
 
 def _masks(gate: ScopeGate | None) -> tuple[Term, ...]:
@@ -464,13 +460,57 @@ def _masks(gate: ScopeGate | None) -> tuple[Term, ...]:
     return gate.ignore if gate is not None else ()
 
 
-# The term index of the topics last categorized with (one taxonomy at a time in practice).
-_last_index: tuple[Sequence[CompiledTopic], TermIndex] | None = None
+@dataclass(frozen=True, slots=True)
+class _Lookup:
+    """A taxonomy's term index, and which topics each term can put an item in or veto:
+    one pass over an item's terms finds the topics worth judging (testing each topic's
+    terms against the item's was a tenth of categorizing)."""
 
+    index: TermIndex
+    #: id(term) -> the positions of the topics it is an include term of.
+    includes: dict[int, tuple[int, ...]]
+    #: id(term) -> the positions of the topics it vetoes.
+    excludes: dict[int, tuple[int, ...]]
+    #: Topics with no include terms: judged whatever an item holds.
+    always: frozenset[int]
 
-def _index(topics: Sequence[CompiledTopic]) -> TermIndex:
-    global _last_index
-    if _last_index is None or _last_index[0] is not topics:
+    @classmethod
+    def of(cls, topics: Sequence[CompiledTopic]) -> _Lookup:
         terms = (t for topic in topics for t in _terms(topic))
-        _last_index = (topics, TermIndex(terms, _masks(_gate_of(topics))))
-    return _last_index[1]
+        includes: dict[int, list[int]] = {}
+        excludes: dict[int, list[int]] = {}
+        for position, topic in enumerate(topics):
+            for term_id in topic.include_ids:
+                includes.setdefault(term_id, []).append(position)
+            for term_id in topic.exclude_ids:
+                excludes.setdefault(term_id, []).append(position)
+        return cls(
+            index=TermIndex(terms, _masks(_gate_of(topics))),
+            includes={term_id: tuple(p) for term_id, p in includes.items()},
+            excludes={term_id: tuple(p) for term_id, p in excludes.items()},
+            always=frozenset(p for p, topic in enumerate(topics) if not topic.include),
+        )
+
+    def candidates(self, found: Iterable[int]) -> list[int]:
+        """The positions of the topics that may hold an item whose terms are ``found``,
+        in order: an include term of theirs is there (or they have none) and no
+        exclude term."""
+        wanted = set(self.always)
+        vetoed: set[int] = set()
+        for term_id in found:
+            if term_id in self.includes:
+                wanted.update(self.includes[term_id])
+            if term_id in self.excludes:
+                vetoed.update(self.excludes[term_id])
+        return sorted(wanted - vetoed)
+
+
+# The lookup of the topics last categorized with (one taxonomy at a time in practice).
+_last_lookup: tuple[Sequence[CompiledTopic], _Lookup] | None = None
+
+
+def _lookup(topics: Sequence[CompiledTopic]) -> _Lookup:
+    global _last_lookup
+    if _last_lookup is None or _last_lookup[0] is not topics:
+        _last_lookup = (topics, _Lookup.of(topics))
+    return _last_lookup[1]

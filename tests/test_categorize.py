@@ -149,3 +149,41 @@ def test_seed_article_lands_in_the_expected_shipped_topics() -> None:
 def test_shipped_taxonomy_excludes(title: str, slug: str, expected: bool) -> None:
     topics = [t for t in shipped_topics() if t.slug == slug]
     assert bool(categorize(item(title), topics)) is expected
+
+
+def _labelled_items() -> list[Item]:
+    """Every item of the project's labelled sets, and the outside development set when
+    it is beside the project: realistic text in English and Chinese, with traps."""
+    from aggregator.evaluate import read_labels
+
+    paths = sorted((PROJECT / "tests" / "data").glob("topics-guide-own*.jsonl"))
+    paths += sorted((PROJECT.parent / "shared" / "eval").glob("topics_*.jsonl"))
+    return [case.item for path in paths for case in read_labels(path)]
+
+
+def test_categorize_agrees_with_explains_full_reasoning() -> None:
+    """categorize takes short cuts (topics no include term of which is there, vetoed
+    topics, the include hits looked up per item): each item must get exactly the topics
+    and hits that ``verdicts`` (explain's full reasoning, topic by topic) gives it."""
+    from aggregator.categorize import verdicts
+
+    config = load_config(PROJECT / "config")
+    topics = compile_topics(config.topics, config.rule_sets)
+    items = _labelled_items()
+    assert len(items) > 200
+    with_topics = 0
+    for case in items:
+        matched = {m.slug: m.hits for m in categorize(case, topics)}
+        full = {v.slug: v.hits for v in verdicts(case, topics) if v.belongs}
+        # explain names the places of a place: hit ("place:asia (Tiruppur)").
+        named = {
+            slug: tuple(h.term.split(" (")[0] if h.term.startswith("place:") else h.term
+                        for h in hits)
+            for slug, hits in full.items()
+        }  # fmt: skip
+        assert {slug: tuple(h.term for h in hits) for slug, hits in matched.items()} == named
+        assert {slug: [h.field for h in hits] for slug, hits in matched.items()} == {
+            slug: [h.field for h in hits] for slug, hits in full.items()
+        }
+        with_topics += bool(matched)
+    assert with_topics > len(items) / 2
