@@ -276,10 +276,12 @@ def judge(
     found: Mapping[int, list[str]] | None = None,
     scope: ScopeVerdict | None = None,
     fields: Mapping[str, FieldText] | None = None,
+    include_rows: Sequence[_Row] | None = None,
 ) -> TopicVerdict:
     """The full reasoning of one topic about one item. ``found`` (id(term) -> fields it
     occurs in), ``scope`` (the gate's verdict) and ``fields`` (the item's indexed
-    text) are computed once per item when several topics judge it."""
+    text) are computed once per item when several topics judge it; ``include_rows``
+    (the rows of the topic's include terms in ``found``) once for all topics."""
     if fields is None:
         fields = index_fields(item_fields(item, source_name))
     if found is None:
@@ -299,7 +301,7 @@ def judge(
             vetoes=vetoes, missing_all_of=(), expression=None, source_excluded=source_excluded,
             scope=scope,
         )  # fmt: skip
-    hits = _hits(topic.include, found, topic.weights)
+    hits = _hits(topic.include, found, topic.weights, include_rows)
     score = _score(hits)
     missing: tuple[str, ...] = ()
     group_hits: list[TermHit] = []
@@ -401,9 +403,8 @@ def categorize(
     # Most topics have none of their include terms in a given item: it cannot reach the
     # threshold (always above zero), so the full reasoning is not needed; nor for a
     # vetoed topic (explain's ``judge`` says by what).
-    for position in lookup.candidates(found):
-        topic = topics[position]
-        verdict = judge(item, topic, source_name, found, scope, fields)
+    for position, rows in lookup.candidates(found):
+        verdict = judge(item, topics[position], source_name, found, scope, fields, rows)
         if verdict.belongs:
             matches.append(TopicMatch(slug=verdict.slug, hits=verdict.hits))
     return tuple(matches)
@@ -414,13 +415,17 @@ def _hit(term: Term, field: str, weights: Mapping[str, float]) -> TermHit:
 
 
 def _hits(
-    terms: Sequence[Term], found: Mapping[int, list[str]], weights: Mapping[str, float]
+    terms: Sequence[Term],
+    found: Mapping[int, list[str]],
+    weights: Mapping[str, float],
+    rows: Sequence[_Row] | None = None,
 ) -> tuple[TermHit, ...]:
-    """The hits of ``terms`` among ``found``, in the curator's order."""
-    table = _hit_table(terms, weights)
-    # An item holds fewer terms than a topic: look its terms up, not the topic's.
-    present = [table[term_id] for term_id in found if term_id in table]
-    present.sort()  # by position: each is there once
+    """The hits of ``terms`` among ``found``, in the curator's order. ``rows``: the
+    rows (``_hit_table``) of the terms in ``found``, when they are known."""
+    if rows is None:
+        table = _hit_table(terms, weights)
+        rows = list(map(table.__getitem__, table.keys() & found.keys()))
+    present = sorted(rows)  # by position: each term is there once
     return tuple([by_field[name] for _, by_field, term_id in present for name in found[term_id]])
 
 
@@ -467,8 +472,9 @@ class _Lookup:
     terms against the item's was a tenth of categorizing)."""
 
     index: TermIndex
-    #: id(term) -> the positions of the topics it is an include term of.
-    includes: dict[int, tuple[int, ...]]
+    #: id(term) -> the positions of the topics it is an include term of, with its row
+    #: there (``_hit_table``).
+    includes: dict[int, tuple[tuple[int, _Row], ...]]
     #: id(term) -> the positions of the topics it vetoes.
     excludes: dict[int, tuple[int, ...]]
     #: Topics with no include terms: judged whatever an item holds.
@@ -477,11 +483,12 @@ class _Lookup:
     @classmethod
     def of(cls, topics: Sequence[CompiledTopic]) -> _Lookup:
         terms = (t for topic in topics for t in _terms(topic))
-        includes: dict[int, list[int]] = {}
+        includes: dict[int, list[tuple[int, _Row]]] = {}
         excludes: dict[int, list[int]] = {}
         for position, topic in enumerate(topics):
-            for term_id in topic.include_ids:
-                includes.setdefault(term_id, []).append(position)
+            table = _hit_table(topic.include, topic.weights)
+            for term_id, row in table.items():
+                includes.setdefault(term_id, []).append((position, row))
             for term_id in topic.exclude_ids:
                 excludes.setdefault(term_id, []).append(position)
         return cls(
@@ -491,18 +498,18 @@ class _Lookup:
             always=frozenset(p for p, topic in enumerate(topics) if not topic.include),
         )
 
-    def candidates(self, found: Iterable[int]) -> list[int]:
+    def candidates(self, found: Iterable[int]) -> list[tuple[int, list[_Row]]]:
         """The positions of the topics that may hold an item whose terms are ``found``,
-        in order: an include term of theirs is there (or they have none) and no
-        exclude term."""
-        wanted = set(self.always)
+        in order, with the rows of their include terms there: an include term of theirs
+        is there (or they have none) and no exclude term."""
+        rows: dict[int, list[_Row]] = {position: [] for position in self.always}
         vetoed: set[int] = set()
         for term_id in found:
-            if term_id in self.includes:
-                wanted.update(self.includes[term_id])
+            for position, row in self.includes.get(term_id, ()):
+                rows.setdefault(position, []).append(row)
             if term_id in self.excludes:
                 vetoed.update(self.excludes[term_id])
-        return sorted(wanted - vetoed)
+        return [(position, rows[position]) for position in sorted(rows.keys() - vetoed)]
 
 
 # The lookup of the topics last categorized with (one taxonomy at a time in practice).
