@@ -322,8 +322,8 @@ def judge(
     scored = score >= topic.threshold if topic.include else True
     too_few = None
     if scored and topic.include and topic.min_terms > 1:
-        distinct = len({h.term for h in hits})
-        if distinct < topic.min_terms and not any(h.field == "title" for h in hits):
+        distinct = _too_few_terms(topic, hits)
+        if distinct is not None:
             scored, too_few = False, distinct
     belongs = (
         not source_excluded
@@ -350,6 +350,24 @@ def judge(
         scope=scope,
         too_few_terms=too_few,
     )
+
+
+def _too_few_terms(topic: CompiledTopic, hits: Sequence[TermHit]) -> int | None:
+    """How many distinct include terms ``hits`` has, when that is fewer than the topic
+    needs and none is in the title; None when they are enough."""
+    distinct = len({h.term for h in hits})
+    if distinct < topic.min_terms and not any(h.field == "title" for h in hits):
+        return distinct
+    return None
+
+
+def _scores(topic: CompiledTopic, hits: Sequence[TermHit]) -> bool:
+    """Whether include ``hits`` put an item in ``topic``, for a topic only its include
+    terms decide (see ``_Lookup.plain``): what ``judge`` decides for it, without the
+    reasoning explain shows."""
+    if _score(hits) < topic.threshold:
+        return False
+    return topic.min_terms <= 1 or _too_few_terms(topic, hits) is None
 
 
 def _gate_of(topics: Sequence[CompiledTopic]) -> ScopeGate | None:
@@ -404,7 +422,15 @@ def categorize(
     # threshold (always above zero), so the full reasoning is not needed; nor for a
     # vetoed topic (explain's ``judge`` says by what).
     for position, rows in lookup.candidates(found):
-        verdict = judge(item, topics[position], source_name, found, scope, fields, rows)
+        topic = topics[position]
+        if position in lookup.plain:
+            if topic.gate is not None and scope is not None and not scope.in_scope:
+                continue
+            hits = _hits(topic.include, found, topic.weights, rows)
+            if _scores(topic, hits):
+                matches.append(TopicMatch(slug=topic.slug, hits=hits))
+            continue
+        verdict = judge(item, topic, source_name, found, scope, fields, rows)
         if verdict.belongs:
             matches.append(TopicMatch(slug=verdict.slug, hits=verdict.hits))
     return tuple(matches)
@@ -479,6 +505,9 @@ class _Lookup:
     excludes: dict[int, tuple[int, ...]]
     #: Topics with no include terms: judged whatever an item holds.
     always: frozenset[int]
+    #: Topics only their include terms, the gate and the vetoes decide (no all_of,
+    #: expression or sources): categorize scores them without the full reasoning.
+    plain: frozenset[int]
 
     @classmethod
     def of(cls, topics: Sequence[CompiledTopic]) -> _Lookup:
@@ -496,6 +525,14 @@ class _Lookup:
             includes={term_id: tuple(p) for term_id, p in includes.items()},
             excludes={term_id: tuple(p) for term_id, p in excludes.items()},
             always=frozenset(p for p, topic in enumerate(topics) if not topic.include),
+            plain=frozenset(
+                p
+                for p, topic in enumerate(topics)
+                if topic.include
+                and not topic.all_of
+                and topic.expression is None
+                and not topic.sources
+            ),
         )
 
     def candidates(self, found: Iterable[int]) -> list[tuple[int, list[_Row]]]:
