@@ -99,7 +99,11 @@ class PlaceIndex:
 
     def find(self, text: str) -> dict[str, list[str]]:
         """code -> the names in ``text`` that prove it (first occurrence order)."""
+        latin_matches = self._latin.find_matches_as_indexes(text, overlapping=True)
+        cjk = not text.isascii() and _CJK_RUN.search(text) is not None  # isascii: no scan
         found: dict[str, list[str]] = {}
+        if not latin_matches and not cjk:
+            return found  # most texts: no name at all
 
         def add(name: str, codes: Iterable[str]) -> None:
             for code in codes:
@@ -108,15 +112,12 @@ class PlaceIndex:
                     names.append(name)
 
         covered = 0
-        for index, start, end in sorted(
-            self._latin.find_matches_as_indexes(text, overlapping=True),
-            key=lambda match: (match[1], -match[2]),
-        ):
+        for index, start, end in sorted(latin_matches, key=lambda match: (match[1], -match[2])):
             if start < covered or not _whole_word(text, start, end):
                 continue
             add(self._latin_names[index], self._latin_codes[index])
             covered = end
-        if not text.isascii() and _CJK_RUN.search(text):  # isascii: in C, no scan
+        if cjk:
             for index, _, _ in self._cjk.find_matches_as_indexes(text):
                 add(self._cjk_names[index], self._cjk_codes[index])
         return found

@@ -39,9 +39,12 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from itertools import islice
 from operator import itemgetter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import regex
+
+if TYPE_CHECKING:
+    from aggregator.places import PlaceIndex
 
 FIELDS = ("title", "lead", "summary", "category", "source", "language")
 #: Where a term without a field prefix is looked for: the item's own words. Source and
@@ -190,10 +193,21 @@ class FieldText:
     def places(self) -> dict[str, list[str]]:
         """Region and country codes of the places named here -> the names."""
         if self._places is None:
-            from aggregator.places import place_index
-
-            self._places = place_index().find(self.text) if self.text else {}
+            self._places = _place_index().find(self.text) if self.text else {}
         return self._places
+
+
+def _place_index() -> PlaceIndex:
+    """The gazetteer (imported on first use: only taxonomies with place terms need it)."""
+    global _PLACES
+    if _PLACES is None:
+        from aggregator.places import place_index
+
+        _PLACES = place_index()
+    return _PLACES
+
+
+_PLACES: PlaceIndex | None = None
 
 
 def _head_parts(compounds: list[str]) -> list[str]:
