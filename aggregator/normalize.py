@@ -178,11 +178,42 @@ def publisher_name(raw: str | None) -> str | None:
     return name[:120] or None
 
 
+#: An absolute URL already in canonical form: lower-case scheme and host, no port, a
+#: path of unreserved characters without dot segments, at most one plain query
+#: parameter, no fragment. Most feeds' links are; w3lib's canonicalization of each
+#: cost ~6% of preparing an item.
+_PLAIN_URL = re.compile(
+    r"https?://[a-z0-9-]+(?:\.[a-z0-9-]+)*(?P<path>/[A-Za-z0-9._~/-]*)?"
+    r"(?:\?(?P<name>[A-Za-z0-9_]+)=[A-Za-z0-9._~-]*)?"
+)
+_DOT_SEGMENT = re.compile(r"/\.\.?(?:/|$)")
+
+
+def _plain_canonical(url: str) -> str | None:
+    """``url`` canonical as it is (see ``_PLAIN_URL``), or None to work it out."""
+    found = _PLAIN_URL.fullmatch(url)
+    if found is None:
+        return None
+    path, name = found.group("path"), found.group("name")
+    if path and _DOT_SEGMENT.search(path):
+        return None
+    if name is not None and (
+        name.lower() in TRACKING_PARAMS or name.lower().startswith(TRACKING_PREFIXES)
+    ):
+        return None
+    if not path:
+        return None if name is not None else f"{url}/"  # the canonical form has a root
+    return url
+
+
 def canonical_url(url: str | None, base_url: str = "") -> str | None:
     """Absolute http(s) URL without fragment, tracking parameters or default port, with
     lower-cased scheme and host and a sorted query; None for anything else."""
     if not url or not url.strip():
         return None
+    plain = _plain_canonical(url)
+    if plain is not None:
+        return plain
     absolute = urljoin(base_url, _INVALID_XML_CHARS.sub("", url.strip()))
     parts = urlsplit(absolute)
     if parts.scheme.lower() not in ("http", "https") or not parts.hostname:

@@ -241,3 +241,39 @@ def test_a_named_source_from_the_feed_wins_and_names_are_normalized() -> None:
     assert item is not None and item.original_publisher == "Hebei Daily"
     full_width = normalize(summary_html="<p>价格持平。（来源：ＸＹＺ　Ｎｅｗｓ）</p>")
     assert full_width is not None and full_width.original_publisher == "XYZ News"
+
+
+def test_plain_urls_skip_canonicalization_without_changing_it() -> None:
+    """The fast path for links already canonical gives what the full canonicalization
+    gives, for every URL near one it takes (one character inserted anywhere, case,
+    ports, queries, dot segments, fragments)."""
+    import random
+
+    import aggregator.normalize as normalize
+
+    seeds = [
+        "https://www.textile-news.example/2026/05/29/mills-strike/",
+        "https://a.example/news/523516.html",
+        "https://a.example/?p=523516",
+        "http://b-c.example/x_y~z.php?id=7",
+        "https://a.example",
+    ]
+    rng = random.Random(3)
+    urls = set(seeds)
+    for seed in seeds:
+        for _ in range(400):
+            chars = list(seed)
+            chars.insert(rng.randrange(len(chars) + 1), rng.choice("aZ09-._~/?=&%#:;@+ Ü中"))
+            urls.add("".join(chars))
+        urls |= {seed.upper(), f"{seed}?utm_source=x", f"{seed}?b=2&a=1", f"{seed}/./x",
+                 f"{seed}/../y", f"{seed}#top", f"{seed}:80", f"{seed}?UTM_medium=y"}  # fmt: skip
+    taken = 0
+    for url in sorted(urls):
+        fast = normalize._plain_canonical(url)
+        taken += fast is not None
+        full = normalize.canonical_url(
+            url.replace("https://", "HTTPS://", 1), "https://base.example/"
+        )
+        if fast is not None:
+            assert fast == full, url
+    assert taken > 100
