@@ -405,10 +405,15 @@ def _with_place_names(
 
 
 def categorize(
-    item: Item, topics: Sequence[CompiledTopic], source_name: str = ""
+    item: Item,
+    topics: Sequence[CompiledTopic],
+    source_name: str = "",
+    fields: Mapping[str, FieldText] | None = None,
 ) -> tuple[TopicMatch, ...]:
-    """Every topic ``item`` belongs to, with the terms that put it there."""
-    fields = index_fields(item_fields(item, source_name))
+    """Every topic ``item`` belongs to, with the terms that put it there. ``fields``:
+    the item's indexed text (``item_fields``), when the caller reads it too."""
+    if fields is None:
+        fields = index_fields(item_fields(item, source_name))
     lookup = _lookup(topics)
     found = lookup.index.hits(fields)
     gate = _gate_of(topics)

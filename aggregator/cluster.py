@@ -17,7 +17,7 @@ from __future__ import annotations
 import itertools
 import re
 import unicodedata
-from collections.abc import Hashable
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -259,12 +259,21 @@ class ReportFacts:
     places: frozenset[str] = frozenset()
 
     @classmethod
-    def of(cls, title: str, text: str) -> ReportFacts:
-        from aggregator.places import place_index
+    def of(
+        cls,
+        title: str,
+        text: str,
+        places: tuple[Mapping[str, list[str]], Mapping[str, list[str]]] | None = None,
+    ) -> ReportFacts:
+        """``places``: the places the title and the text name (``PlaceIndex.find``),
+        when already found (categorizing finds them)."""
+        if places is None:
+            from aggregator.places import place_index
 
-        index = place_index()
-        in_title = {n: None for names in index.find(title).values() for n in names}
-        in_text = {n for names in index.find(text).values() for n in names}
+            index = place_index()
+            places = index.find(title), index.find(text)
+        in_title = {n: None for names in places[0].values() for n in names}
+        in_text = {n for names in places[1].values() for n in names}
         return cls(
             figures(title, text), chinese(title), title_figures=figures(title, ""),
             title_places=tuple(in_title), places=frozenset(in_text.union(in_title)),

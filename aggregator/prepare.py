@@ -27,10 +27,11 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from aggregator import __version__
-from aggregator.categorize import CompiledTopic, categorize, compile_topics
+from aggregator.categorize import CompiledTopic, categorize, compile_topics, item_fields
 from aggregator.config import AppConfig, RuleSet, SourceConfig, TopicConfig
 from aggregator.errors import ParseError
 from aggregator.models import FetchResult, Item, ParsedEntry, TopicMatch, compact_pickle
+from aggregator.rules import index_fields
 
 log = logging.getLogger(__name__)
 
@@ -199,10 +200,13 @@ def complete_item(item: Item, topics: Sequence[CompiledTopic], source_name: str)
     )
 
     hashes = shingle_hashes(tokens(f"{item.title} . {item.summary_text}"))
-    facts = ReportFacts.of(item.title, item.summary_text)
+    # The item's text indexed once: the topics and the story facts read the same places.
+    fields = index_fields(item_fields(item, source_name))
+    places = fields["title"].places(), fields["summary"].places()
+    facts = ReportFacts.of(item.title, item.summary_text, places)
     return ReadyItem(
         item=item,
-        topics=categorize(item, topics, source_name),
+        topics=categorize(item, topics, source_name, fields),
         bands=band_blob(signature_of(hashes)) + figure_blob(facts.figures),
         pairs=distinct_hashes(hashes),
         facts=facts.encode(),
