@@ -88,11 +88,13 @@ class PlaceIndex:
         import ahocorasick_rs
 
         self._latin_names = sorted(latin)
-        self._latin_codes = [latin[name] for name in self._latin_names]
+        # Codes in a fixed order: what ``find`` returns (and the story facts stored from
+        # it) must not depend on the process's string hashing.
+        self._latin_codes = [tuple(sorted(latin[name])) for name in self._latin_names]
         # Overlapping matches: find picks the longest whole-word one at each start.
         self._latin = ahocorasick_rs.AhoCorasick(self._latin_names)
         self._cjk_names = sorted(cjk)
-        self._cjk_codes = [cjk[name] for name in self._cjk_names]
+        self._cjk_codes = [tuple(sorted(cjk[name])) for name in self._cjk_names]
         self._cjk = ahocorasick_rs.AhoCorasick(
             self._cjk_names, matchkind=ahocorasick_rs.MATCHKIND_LEFTMOST_LONGEST
         )

@@ -3,6 +3,8 @@ one scan of a text (``places.PlaceIndex``)."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from aggregator import places
@@ -64,3 +66,27 @@ def test_the_names_gathered_in_a_child_are_the_names_gathered_here(
     monkeypatch.setattr(places, "_names_from_a_child", no_child)
     built = places.place_index.__wrapped__()
     assert built.find("Knitters in Tiruppur")["asia"] == ["Tiruppur"]
+
+
+def test_what_is_found_does_not_depend_on_string_hashing() -> None:
+    """The story facts stored from the places found must be the same in every process
+    (workers hash strings each with their own seed)."""
+    import subprocess
+    import sys
+
+    code = (
+        "from aggregator.cluster import ReportFacts; print(ReportFacts.of("
+        "'Jiangsu and Sri Lanka mills meet 江苏 buyers', 'Cambodia, Egypt and Shaoxing').encode())"
+    )
+    outputs = set()
+    for seed in range(1, 7):
+        environment = {**os.environ, "PYTHONHASHSEED": str(seed)}
+        done = subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            check=True,
+            env=environment,
+        )
+        outputs.add(done.stdout)
+    assert len(outputs) == 1, outputs
