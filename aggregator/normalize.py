@@ -290,6 +290,8 @@ def sanitize_html(fragment: str, *, base_url: str) -> str:
     def absolute_urls(tag: str, attribute: str, value: str) -> str | None:
         if attribute not in _URL_ATTRIBUTES:
             return value
+        if _PLAIN_URL.fullmatch(value):  # absolute, http(s), nothing to resolve
+            return value
         resolved = urljoin(base_url, value.strip())
         return resolved if urlsplit(resolved).scheme.lower() in _SAFE_SCHEMES else None
 

@@ -246,8 +246,10 @@ def test_a_named_source_from_the_feed_wins_and_names_are_normalized() -> None:
 def test_plain_urls_skip_canonicalization_without_changing_it() -> None:
     """The fast path for links already canonical gives what the full canonicalization
     gives, for every URL near one it takes (one character inserted anywhere, case,
-    ports, queries, dot segments, fragments)."""
+    ports, queries, dot segments, fragments); sanitizing keeps such a link as resolving
+    it would."""
     import random
+    from urllib.parse import urljoin
 
     import aggregator.normalize as normalize
 
@@ -276,4 +278,7 @@ def test_plain_urls_skip_canonicalization_without_changing_it() -> None:
         )
         if fast is not None:
             assert fast == full, url
+        if normalize._PLAIN_URL.fullmatch(url):  # a link sanitizing keeps as it is
+            for base in ("https://base.example/dir/", "http://b.example", ""):
+                assert urljoin(base, url) == url, (base, url)
     assert taken > 100
