@@ -157,6 +157,7 @@ def run_cycle(
             raise
         writes.commit()
     finally:
+        shared.stories.release()  # the peak is then the larger of storing and publishing
         if own_workers:
             workers.close()
     changed = any(r.new_items or r.updated_items for r in reports) or bool(

@@ -407,6 +407,16 @@ class StoryStage:
             self._keep(new.item_id, pending[new.item_id].report, new.story_id)
         return batch
 
+    def release(self) -> None:
+        """Drop the index, the counts and the caches (the cycle stored its last item):
+        what publishing allocates then reuses their memory instead of adding to it."""
+        self.bands = None
+        self.band_marker = None
+        self.caught_up_in = None
+        self.counts = None
+        self.stories_seen_in = None
+        self.forget()
+
     def forget(self) -> None:
         """Drop what the caches hold (a write rolled back: some ids never got stored)."""
         self.reports.clear()

@@ -240,3 +240,39 @@ def test_decoded_report_facts_share_their_strings() -> None:
     for mine, theirs in ((first.figures, second.figures), (first.places, second.places)):
         assert mine
         assert all(any(a is b for b in theirs) for a in mine)
+
+
+def test_a_cycle_drops_its_story_index_before_publishing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The band index and the report cache are let go once the last item is stored:
+    publishing's memory then reuses theirs (a cold cycle's peak was their sum)."""
+    import aggregator.pipeline as pipeline
+
+    snapshots = tmp_path / "config" / "snapshots"
+    snapshots.mkdir(parents=True)
+    (snapshots / "a.rss").write_bytes(_rss("Mill report", _text(0, 40), "https://a.example/1", 1))
+    folder = write_config(
+        tmp_path / "config", sources="sources:\n  - {id: a, name: A, url: snapshots/a.rss}\n",
+        topics="topics:\n  - {slug: all-mills, title: Mills, include: [mill]}\n",
+        settings="database: state/db.sqlite\noutput_dir: out\n",
+    )  # fmt: skip
+    events: list[str] = []
+    real_release, real_report = StoryStage.release, pipeline._report
+
+    def release(stage: StoryStage) -> None:
+        events.append("release" if stage.bands is not None else "release (no index)")
+        real_release(stage)
+        assert stage.bands is None and stage.counts is None and not stage.reports
+
+    def report(*args: object, **kwargs: object) -> object:
+        events.append("publish")
+        return real_report(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(StoryStage, "release", release)
+    monkeypatch.setattr(pipeline, "_report", report)
+    config = load_config(folder)
+    storage = Storage.open_sqlite(config.database_path)
+    run_cycle(config, storage, now=datetime(2026, 12, 1, tzinfo=UTC))
+    storage.close()
+    assert events == ["release", "publish"]
