@@ -209,7 +209,9 @@ def _sibling(mine: Report, theirs: Report) -> str | None:
     if mine.chinese != theirs.chinese:
         return None  # units, scales and scripts change in translation
     mine_, theirs_ = mine.facts, theirs.facts
-    if mine_.title_figures - theirs_.figures and theirs_.title_figures - mine_.figures:
+    if any(f not in theirs_.figures for f in mine_.title_figures) and any(
+        f not in mine_.figures for f in theirs_.title_figures
+    ):
         return TITLE_FIGURES_DIFFER
     if any(not theirs_.names(p) for p in mine_.title_places) and any(
         not mine_.names(p) for p in theirs_.title_places
