@@ -314,6 +314,6 @@ class ReportFacts:
             return list(map(sys.intern, field.split("\x1f"))) if field else []
 
         return cls(
-            frozenset(values(found)), flag == "zh", tuple(sorted(values(in_title))),
-            tuple(values(places)), tuple(sorted(values(named))),
+            frozenset(values(found)), flag == "zh", tuple(values(in_title)),
+            tuple(values(places)), tuple(values(named)),  # encode wrote them sorted
         )  # fmt: skip
